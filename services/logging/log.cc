@@ -125,12 +125,11 @@ void SetSink(Sink sink) {
 std::string FormatRecord(Severity severity, absl::string_view file, int line,
                          absl::string_view message) {
   std::string component = Component();
-  return absl::StrCat(
-      absl::FormatTime("%Y-%m-%dT%H:%M:%E6SZ", absl::Now(),
-                       absl::UTCTimeZone()),
-      " ", std::string(1, SeverityLetter(severity)), " ", component, "[",
-      getpid(), "] ", Basename(file), ":", line, "] ",
-      EscapeMessage(message), "\n");
+  return absl::StrCat(absl::FormatTime("%Y-%m-%dT%H:%M:%E6SZ", absl::Now(),
+                                       absl::UTCTimeZone()),
+                      " ", std::string(1, SeverityLetter(severity)), " ",
+                      component, "[", getpid(), "] ", Basename(file), ":", line,
+                      "] ", EscapeMessage(message), "\n");
 }
 
 void Write(Severity severity, absl::string_view file, int line,

@@ -19,11 +19,18 @@
 #include <functional>
 #include <sstream>
 #include <string>
+
 #include "absl/strings/string_view.h"
 
 namespace fapo::logging {
 
-enum class Severity { kDebug = 0, kInfo = 1, kWarning = 2, kError = 3, kFatal = 4 };
+enum class Severity {
+  kDebug = 0,
+  kInfo = 1,
+  kWarning = 2,
+  kError = 3,
+  kFatal = 4
+};
 
 // Name shown in every record ("scheduler", "trainer-1"). Default: "fapo".
 void SetComponent(absl::string_view component);

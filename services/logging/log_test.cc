@@ -60,7 +60,8 @@ TEST_F(LogTest, ConcurrentRecordsDoNotInterleave) {
   std::vector<std::thread> threads;
   for (int t = 0; t < 4; ++t) {
     threads.emplace_back([t] {
-      for (int i = 0; i < 200; ++i) FAPO_LOG(INFO) << "thread " << t << " " << i;
+      for (int i = 0; i < 200; ++i)
+        FAPO_LOG(INFO) << "thread " << t << " " << i;
     });
   }
   for (auto& thread : threads) thread.join();

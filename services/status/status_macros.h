@@ -11,7 +11,6 @@
 #ifndef FAPO_SERVICES_STATUS_STATUS_MACROS_H_
 #define FAPO_SERVICES_STATUS_STATUS_MACROS_H_
 
-
 #include <utility>
 
 #include "absl/status/status.h"
@@ -44,12 +43,12 @@ const absl::Status& AsStatus(const absl::StatusOr<T>& status_or) {
 #define FAPO_STATUS_CONCAT_INNER_(a, b) a##b
 #define FAPO_STATUS_CONCAT_(a, b) FAPO_STATUS_CONCAT_INNER_(a, b)
 
-#define RETURN_IF_ERROR(expr)                                            \
-  do {                                                                   \
-    const auto& fapo_status_ref_ = (expr);                               \
-    if (!::fapo::status_internal::AsStatus(fapo_status_ref_).ok()) {     \
-      return ::fapo::status_internal::AsStatus(fapo_status_ref_);        \
-    }                                                                    \
+#define RETURN_IF_ERROR(expr)                                        \
+  do {                                                               \
+    const auto& fapo_status_ref_ = (expr);                           \
+    if (!::fapo::status_internal::AsStatus(fapo_status_ref_).ok()) { \
+      return ::fapo::status_internal::AsStatus(fapo_status_ref_);    \
+    }                                                                \
   } while (false)
 
 #define FAPO_ASSIGN_OR_RETURN_IMPL_(tmp, lhs, expr) \
@@ -57,8 +56,8 @@ const absl::Status& AsStatus(const absl::StatusOr<T>& status_or) {
   if (!tmp.ok()) return tmp.status();               \
   lhs = std::move(*tmp)
 
-#define ASSIGN_OR_RETURN(lhs, expr)                                     \
-  FAPO_ASSIGN_OR_RETURN_IMPL_(                                          \
-      FAPO_STATUS_CONCAT_(fapo_status_or_, __LINE__), lhs, expr)
+#define ASSIGN_OR_RETURN(lhs, expr)                                           \
+  FAPO_ASSIGN_OR_RETURN_IMPL_(FAPO_STATUS_CONCAT_(fapo_status_or_, __LINE__), \
+                              lhs, expr)
 
 #endif  // FAPO_SERVICES_STATUS_STATUS_MACROS_H_

@@ -60,8 +60,8 @@ TEST(StatusMacrosTest, ReturnIfErrorAcceptsStatusOr) {
 }
 
 TEST(StatusMacrosTest, AssignOrReturnMovesValueOrReturnsError) {
-  EXPECT_THAT(Doubled(-3), StatusIs(absl::StatusCode::kOutOfRange,
-                                    HasSubstr("negative")));
+  EXPECT_THAT(Doubled(-3),
+              StatusIs(absl::StatusCode::kOutOfRange, HasSubstr("negative")));
   ASSERT_OK_AND_ASSIGN(int value, Doubled(21));
   EXPECT_EQ(value, 42);
 }
@@ -79,6 +79,10 @@ TEST(StatusMatchersTest, MatchersRejectWrongCodes) {
   EXPECT_THAT(absl::InternalError("x"),
               Not(StatusIs(absl::StatusCode::kUnknown)));
   EXPECT_THAT(absl::StatusOr<int>(3), IsOk());
+  EXPECT_THAT(absl::StatusOr<int>(3), testing::IsOkAndHolds(3));
+  EXPECT_THAT(absl::StatusOr<int>(3), Not(testing::IsOkAndHolds(4)));
+  EXPECT_THAT(absl::StatusOr<int>(absl::InternalError("x")),
+              Not(testing::IsOkAndHolds(3)));
 }
 
 }  // namespace

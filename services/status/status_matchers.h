@@ -3,6 +3,7 @@
 //   EXPECT_THAT(DoIt(), IsOk());
 //   EXPECT_THAT(Parse("x"), StatusIs(absl::StatusCode::kInvalidArgument,
 //                                    HasSubstr("line 3")));
+//   EXPECT_THAT(Parse("1"), IsOkAndHolds(1));
 //   ASSERT_OK_AND_ASSIGN(auto value, Parse("1"));
 #ifndef FAPO_SERVICES_STATUS_STATUS_MATCHERS_H_
 #define FAPO_SERVICES_STATUS_STATUS_MATCHERS_H_
@@ -47,9 +48,17 @@ MATCHER_P2(StatusIs, code, message_matcher,
   const absl::Status& status = internal::GetStatus(arg);
   *result_listener << "status is " << status;
   return status.code() == code &&
-         ::testing::ExplainMatchResult(message_matcher,
-                                       std::string(status.message()),
-                                       result_listener);
+         ::testing::ExplainMatchResult(
+             message_matcher, std::string(status.message()), result_listener);
+}
+
+// Matches an OK StatusOr<T> whose value matches `inner`.
+MATCHER_P(IsOkAndHolds, inner, "is OK and holds a matching value") {
+  if (!arg.ok()) {
+    *result_listener << "status is " << arg.status();
+    return false;
+  }
+  return ::testing::ExplainMatchResult(inner, *arg, result_listener);
 }
 
 }  // namespace fapo::testing
@@ -60,8 +69,8 @@ MATCHER_P2(StatusIs, code, message_matcher,
   auto tmp = (expr);                                    \
   ASSERT_TRUE(tmp.ok()) << tmp.status();                \
   lhs = std::move(*tmp)
-#define ASSERT_OK_AND_ASSIGN(lhs, expr)                                    \
-  FAPO_ASSERT_OK_AND_ASSIGN_IMPL_(                                         \
+#define ASSERT_OK_AND_ASSIGN(lhs, expr) \
+  FAPO_ASSERT_OK_AND_ASSIGN_IMPL_(      \
       FAPO_MATCHERS_CONCAT_(fapo_assert_or_, __LINE__), lhs, expr)
 #define ASSERT_OK(expr) ASSERT_THAT(expr, ::fapo::testing::IsOk())
 #define EXPECT_OK(expr) EXPECT_THAT(expr, ::fapo::testing::IsOk())
