@@ -1,0 +1,182 @@
+// `fapo`: the user's entry point. One subcommand per task:
+//
+//   fapo validate JOB.yaml [--set KEY=VALUE]...   check a job spec, print it
+//   fapo health ADDRESS [--config JOB.yaml]       ask a service if it serves
+//   fapo version
+//
+// Later stages add launch, sft, eval, report and the model tools.
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
+#include "services/cli/flags.h"
+#include "services/cli/spec_bridge.h"
+#include "services/config/job_spec.h"
+#include "services/logging/log.h"
+#include "services/rpc/channel.h"
+#include "services/rpc/introspection.h"
+
+namespace fapo::cli {
+namespace {
+
+constexpr char kVersion[] = "0.1.0";
+
+struct Subcommand {
+  const char* name;
+  const char* summary;
+  int (*run)(const std::vector<std::string>& args);
+};
+
+int Validate(const std::vector<std::string>& args) {
+  std::string path;
+  std::vector<std::string> overrides;
+  bool quiet = false;
+  FlagSet flags("fapo validate",
+                "Parses and checks a job spec. Prints the effective config "
+                "(every key, defaults filled in) on success, or every "
+                "problem found, each with its key path and line:column.");
+  flags.Positional("JOB.yaml", &path, "the job spec");
+  flags.Repeated("set", &overrides, "KEY=VALUE",
+                 "override a key before checking, e.g. --set job.steps=10");
+  flags.Bool("quiet", &quiet, "print nothing on success");
+  absl::Status parsed = flags.Parse(args);
+  if (flags.help_requested()) {
+    std::cout << flags.Usage();
+    return 0;
+  }
+  if (!parsed.ok()) {
+    std::cerr << "fapo validate: " << parsed.message() << "\n";
+    return 2;
+  }
+  absl::StatusOr<config::JobSpec> spec =
+      config::LoadJobSpecFile(path, overrides);
+  if (!spec.ok()) {
+    std::cerr << spec.status().message() << "\n";
+    return 1;
+  }
+  if (!quiet) {
+    std::cout << "# effective config of " << path << "\n"
+              << config::JobSpecToYaml(*spec);
+  }
+  return 0;
+}
+
+int Health(const std::vector<std::string>& args) {
+  std::string address;
+  std::string config_path;
+  std::string service;
+  int64_t timeout_ms = 5000;
+  FlagSet flags("fapo health",
+                "Asks a fapo service (grpc.health.v1) whether it is serving. "
+                "Exit 0 when SERVING, 1 otherwise. With --config, the job's "
+                "TLS and token are used.");
+  flags.Positional("ADDRESS", &address, "host:port of the service");
+  flags.String("config", &config_path, "JOB.yaml",
+               "job spec whose security section to use");
+  flags.String("service", &service, "NAME",
+               "a service name such as fapo.v1.GenRM (default: the server)");
+  flags.Int("timeout-ms", &timeout_ms, "deadline of the check");
+  absl::Status parsed = flags.Parse(args);
+  if (flags.help_requested()) {
+    std::cout << flags.Usage();
+    return 0;
+  }
+  if (!parsed.ok()) {
+    std::cerr << "fapo health: " << parsed.message() << "\n";
+    return 2;
+  }
+  rpc::ChannelOptions options;
+  if (!config_path.empty()) {
+    absl::StatusOr<config::JobSpec> spec = config::LoadJobSpecFile(config_path);
+    if (!spec.ok()) {
+      std::cerr << spec.status().message() << "\n";
+      return 2;
+    }
+    options.security = RpcSecurityFromSpec(spec->security);
+  }
+  auto channel = rpc::MakeChannel(address, options);
+  if (!channel.ok()) {
+    std::cerr << "fapo health: " << channel.status().message() << "\n";
+    return 2;
+  }
+  auto status =
+      rpc::CheckHealth(*channel, service, absl::Milliseconds(timeout_ms));
+  if (!status.ok()) {
+    std::cout << "UNREACHABLE: " << status.status() << "\n";
+    return 1;
+  }
+  switch (*status) {
+    case rpc::HealthStatus::kServing:
+      std::cout << "SERVING\n";
+      return 0;
+    case rpc::HealthStatus::kNotServing:
+      std::cout << "NOT_SERVING\n";
+      return 1;
+    case rpc::HealthStatus::kServiceUnknown:
+      std::cout << "SERVICE_UNKNOWN\n";
+      return 1;
+    case rpc::HealthStatus::kUnknown:
+      std::cout << "UNKNOWN\n";
+      return 1;
+  }
+  return 1;
+}
+
+int Version(const std::vector<std::string>& /*args*/) {
+  std::cout << "fapo " << kVersion << "\n";
+  return 0;
+}
+
+const std::vector<Subcommand>& Subcommands() {
+  static const auto* subcommands = new std::vector<Subcommand>{
+      {"validate", "check a job spec and print the effective config", Validate},
+      {"health", "ask a running service whether it is serving", Health},
+      {"version", "print the version", Version},
+  };
+  return *subcommands;
+}
+
+std::string Usage() {
+  std::string usage =
+      "Usage: fapo COMMAND [flags]\n\n"
+      "fapo trains reasoning models with FAPO (Flawed-Aware Policy "
+      "Optimization):\nRL with verifiable rewards plus a generative process "
+      "reward model that\npenalises correct answers reached through flawed "
+      "steps.\n\nCommands:\n";
+  for (const Subcommand& subcommand : Subcommands()) {
+    absl::StrAppend(&usage, "  ", subcommand.name,
+                    std::string(10 - std::string(subcommand.name).size(), ' '),
+                    subcommand.summary, "\n");
+  }
+  absl::StrAppend(&usage,
+                  "\nRun `fapo COMMAND --help` for a command's flags.\n"
+                  "Services: fapo-scheduler, fapo-rollout-worker, "
+                  "fapo-genrm-server, fapo-trainer\n(each has --help).\n");
+  return usage;
+}
+
+int Main(int argc, char** argv) {
+  logging::SetComponent("fapo");
+  std::vector<std::string> args = ArgsOf(argc, argv);
+  if (args.empty() || args[0] == "--help" || args[0] == "-h" ||
+      args[0] == "help") {
+    std::cout << Usage();
+    return args.empty() ? 2 : 0;
+  }
+  if (args[0] == "--version") return Version({});
+  for (const Subcommand& subcommand : Subcommands()) {
+    if (args[0] == subcommand.name) {
+      return subcommand.run(
+          std::vector<std::string>(args.begin() + 1, args.end()));
+    }
+  }
+  std::cerr << "fapo: unknown command '" << args[0] << "'\n\n" << Usage();
+  return 2;
+}
+
+}  // namespace
+}  // namespace fapo::cli
+
+int main(int argc, char** argv) { return fapo::cli::Main(argc, argv); }

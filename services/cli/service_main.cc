@@ -1,0 +1,205 @@
+#include "services/cli/service_main.h"
+
+#include <unistd.h>
+
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "nlohmann/json.hpp"
+#include "services/cli/flags.h"
+#include "services/cli/spec_bridge.h"
+#include "services/logging/log.h"
+#include "services/metrics/metrics_server.h"
+#include "services/status/status_macros.h"
+
+namespace fapo::cli {
+namespace {
+
+struct ServiceFlags {
+  std::string config;
+  std::vector<std::string> overrides;
+  std::string host = "0.0.0.0";
+  int64_t port = 0;
+  int64_t metrics_port = -1;
+  std::string ready_file;
+  std::string worker_id;
+  std::string log_level = "info";
+  int64_t drain_timeout_ms = 10000;
+};
+
+absl::Status WriteFileAtomically(const std::string& path,
+                                 const std::string& contents) {
+  const std::string temp = absl::StrCat(path, ".tmp.", getpid());
+  {
+    std::ofstream out(temp, std::ios::trunc);
+    out << contents;
+    out.close();
+    if (!out) {
+      return absl::InternalError(absl::StrCat("cannot write '", temp, "'"));
+    }
+  }
+  if (std::rename(temp.c_str(), path.c_str()) != 0) {
+    std::remove(temp.c_str());
+    return absl::InternalError(
+        absl::StrCat("cannot rename '", temp, "' to '", path, "'"));
+  }
+  return absl::OkStatus();
+}
+
+// Metrics every service exports, whatever it does.
+void RegisterProcessMetrics(metrics::MetricsRegistry* registry,
+                            const std::string& component) {
+  auto build = registry->AddGauge("fapo_build_info",
+                                  "Constant 1, labelled with the build.",
+                                  {"component", "version"});
+  if (build.ok()) {
+    (*build)
+        ->WithLabels({{"component", component}, {"version", "0.1.0"}})
+        .Set(1);
+  }
+  auto start =
+      registry->AddGauge("fapo_process_start_time_seconds",
+                         "Start time of the process since the Unix epoch.", {});
+  if (start.ok()) {
+    (*start)->WithLabels({}).Set(
+        absl::ToDoubleSeconds(absl::Now() - absl::UnixEpoch()));
+  }
+}
+
+}  // namespace
+
+int RunServiceMain(const ServiceDefinition& definition, int argc, char** argv) {
+  rpc::BlockShutdownSignals();
+  logging::SetComponent(definition.component);
+
+  ServiceFlags values;
+  FlagSet flags(definition.binary, definition.summary);
+  flags.String("config", &values.config, "JOB.yaml", "the job spec (required)");
+  flags.Repeated("set", &values.overrides, "KEY=VALUE",
+                 "override a job spec key, e.g. --set rollout.temperature=0.7");
+  flags.String("host", &values.host, "HOST", "address the gRPC server binds");
+  flags.Int("port", &values.port, "gRPC port; 0 picks a free port");
+  flags.Int("metrics-port", &values.metrics_port,
+            "port of /metrics; -1 uses metrics.port from the job spec");
+  flags.String("ready-file", &values.ready_file, "PATH",
+               "once serving, write the bound addresses here as JSON");
+  flags.String("worker-id", &values.worker_id, "ID",
+               "this process's id with the scheduler (default: HOST-PID)");
+  flags.String("log-level", &values.log_level, "LEVEL",
+               "debug, info, warning or error");
+  flags.Int("drain-timeout-ms", &values.drain_timeout_ms,
+            "on SIGTERM, how long calls in flight may finish");
+
+  absl::Status parsed = flags.Parse(ArgsOf(argc, argv));
+  if (flags.help_requested()) {
+    std::cout << flags.Usage();
+    return 0;
+  }
+  if (!parsed.ok()) {
+    std::cerr << definition.binary << ": " << parsed.message() << "\n";
+    return 2;
+  }
+  if (values.config.empty()) {
+    std::cerr << definition.binary << ": --config is required (see "
+              << definition.binary << " --help)\n";
+    return 2;
+  }
+  logging::Severity severity;
+  if (!logging::ParseSeverity(values.log_level, &severity)) {
+    std::cerr << definition.binary << ": --log-level: unknown level '"
+              << values.log_level << "'\n";
+    return 2;
+  }
+  logging::SetMinSeverity(severity);
+
+  absl::StatusOr<config::JobSpec> spec =
+      config::LoadJobSpecFile(values.config, values.overrides);
+  if (!spec.ok()) {
+    std::cerr << definition.binary << ": invalid job spec:\n"
+              << spec.status().message() << "\n";
+    return 2;
+  }
+  if (values.worker_id.empty()) {
+    char host[256] = "host";
+    gethostname(host, sizeof(host) - 1);
+    values.worker_id = absl::StrCat(host, "-", getpid());
+  }
+
+  metrics::MetricsRegistry& registry = metrics::DefaultMetricsRegistry();
+  RegisterProcessMetrics(&registry, definition.component);
+  std::unique_ptr<metrics::MetricsServer> metrics_server;
+  if (spec->metrics.enabled) {
+    metrics::MetricsServerOptions metrics_options;
+    metrics_options.host = spec->metrics.host;
+    metrics_options.port = values.metrics_port >= 0
+                               ? static_cast<int>(values.metrics_port)
+                               : spec->metrics.port;
+    auto started = metrics::MetricsServer::Start(&registry, metrics_options);
+    if (!started.ok()) {
+      FAPO_LOG(ERROR) << "cannot start the metrics endpoint: "
+                      << started.status();
+      return 1;
+    }
+    metrics_server = *std::move(started);
+  }
+
+  std::unique_ptr<ServiceInstance> instance;
+  std::vector<rpc::RegisteredService> services;
+  if (definition.factory) {
+    auto made =
+        definition.factory(ServiceContext{&*spec, &registry, values.worker_id});
+    if (!made.ok()) {
+      FAPO_LOG(ERROR) << "cannot start " << definition.component << ": "
+                      << made.status();
+      return 1;
+    }
+    instance = *std::move(made);
+    services = instance->services();
+  } else {
+    FAPO_LOG(WARNING) << definition.missing_note;
+  }
+
+  rpc::ServerOptions server_options;
+  server_options.host = values.host;
+  server_options.port = static_cast<int>(values.port);
+  server_options.security = RpcSecurityFromSpec(spec->security);
+  server_options.drain_timeout = absl::Milliseconds(values.drain_timeout_ms);
+  auto server = rpc::RpcServer::Start(server_options, services);
+  if (!server.ok()) {
+    FAPO_LOG(ERROR) << "cannot start the gRPC server: " << server.status();
+    return 1;
+  }
+
+  if (!values.ready_file.empty()) {
+    nlohmann::json ready = {
+        {"component", definition.component},
+        {"worker_id", values.worker_id},
+        {"pid", getpid()},
+        {"grpc_address", (*server)->address()},
+        {"grpc_port", (*server)->port()},
+        {"metrics_url", metrics_server ? metrics_server->url() : ""},
+    };
+    absl::Status written =
+        WriteFileAtomically(values.ready_file, ready.dump() + "\n");
+    if (!written.ok()) {
+      FAPO_LOG(ERROR) << "--ready-file: " << written;
+      return 1;
+    }
+  }
+  FAPO_LOG(INFO) << definition.component << " ready: gRPC "
+                 << (*server)->address() << ", metrics "
+                 << (metrics_server ? metrics_server->url() : "off");
+
+  int signal_number = rpc::WaitForShutdownSignal();
+  FAPO_LOG(INFO) << "signal " << signal_number << " received; stopping";
+  (*server)->Shutdown();
+  instance.reset();
+  metrics_server.reset();
+  FAPO_LOG(INFO) << definition.component << " stopped cleanly";
+  return 0;
+}
+
+}  // namespace fapo::cli
