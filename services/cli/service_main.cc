@@ -7,6 +7,7 @@
 #include <iostream>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "nlohmann/json.hpp"
 #include "services/cli/flags.h"
@@ -74,6 +75,11 @@ void RegisterProcessMetrics(metrics::MetricsRegistry* registry,
 int RunServiceMain(const ServiceDefinition& definition, int argc, char** argv) {
   rpc::BlockShutdownSignals();
   logging::SetComponent(definition.component);
+  // NOTE [mutex deadlock detection]: Debian's abseil is built with
+  // absl::Mutex deadlock detection on, which records a lock graph on every
+  // acquisition. Tests keep it (it finds lock-order bugs); the services turn
+  // it off because it costs every lock on their hot paths.
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
 
   ServiceFlags values;
   FlagSet flags(definition.binary, definition.summary);

@@ -22,23 +22,13 @@
 #include "services/metrics/metrics_registry.h"
 #include "services/metrics/text_format.h"
 #include "services/status/status_matchers.h"
+#include "tests/support/subprocess.h"
 
 namespace fapo::metrics {
 namespace {
 
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
-
-// The full path of `program` on $PATH, or "" when it is not there.
-std::string FindOnPath(absl::string_view program) {
-  const char* path = std::getenv("PATH");
-  if (path == nullptr) return "";
-  for (absl::string_view dir : absl::StrSplit(path, ':', absl::SkipEmpty())) {
-    const std::string candidate = absl::StrCat(dir, "/", program);
-    if (access(candidate.c_str(), X_OK) == 0) return candidate;
-  }
-  return "";
-}
 
 struct PromtoolResult {
   int exit_code = -1;
@@ -48,38 +38,22 @@ struct PromtoolResult {
 // Runs `promtool check metrics` with `exposition` on its stdin.
 PromtoolResult CheckMetrics(const std::string& promtool,
                             const std::string& exposition) {
-  // A file + shell redirect rather than writing to popen's pipe: promtool's
-  // output is read through the pipe, and one pipe cannot carry both ways.
-  const std::filesystem::path input =
-      std::filesystem::temp_directory_path() /
-      absl::StrCat("fapo_promtool_input_", getpid(), ".txt");
-  {
-    std::ofstream file(input, std::ios::binary);
-    file << exposition;
-  }
-  const std::string command =
-      absl::StrCat(promtool, " check metrics < '", input.string(), "' 2>&1");
   PromtoolResult result;
-  FILE* pipe = popen(command.c_str(), "r");
-  if (pipe == nullptr) {
-    result.output = "popen failed";
+  absl::StatusOr<fapo::testing::CommandResult> run = fapo::testing::RunCommand(
+      {promtool, "check", "metrics"}, absl::Seconds(60), exposition);
+  if (!run.ok()) {
+    result.output = std::string(run.status().message());
     return result;
   }
-  char buffer[4096];
-  size_t read;
-  while ((read = fread(buffer, 1, sizeof(buffer), pipe)) > 0) {
-    result.output.append(buffer, read);
-  }
-  const int status = pclose(pipe);
-  std::filesystem::remove(input);
-  result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  result.exit_code = run->exit_code;
+  result.output = run->stdout_text + run->stderr_text;
   return result;
 }
 
 class PromtoolTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    promtool_ = FindOnPath("promtool");
+    promtool_ = fapo::testing::FindOnPath("promtool");
     const char* path = std::getenv("PATH");
     ASSERT_FALSE(promtool_.empty())
         << "promtool is not on PATH (" << (path != nullptr ? path : "unset")

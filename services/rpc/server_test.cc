@@ -20,6 +20,7 @@
 #include "services/rpc/status_conversion.h"
 #include "services/rpc/test_certs.h"
 #include "services/status/status_matchers.h"
+#include "tests/support/subprocess.h"
 
 namespace fapo::rpc {
 namespace {
@@ -94,7 +95,7 @@ class FailingRolloutService final : public fapo::v1::Rollout::CallbackService {
 class RpcServerTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    auto dir = testing::MakeTempDir("fapo-rpc-test-");
+    auto dir = fapo::testing::MakeTempDir("fapo-rpc-test-");
     ASSERT_THAT(dir, IsOk());
     auto certs = testing::MakeTestCerts(*dir);
     ASSERT_THAT(certs, IsOk());

@@ -1,7 +1,5 @@
 #include "services/rpc/test_certs.h"
 
-#include <stdlib.h>
-
 #include <array>
 #include <cstdio>
 #include <fstream>
@@ -63,16 +61,6 @@ absl::Status MakeCert(const std::string& dir, const std::string& name,
 }
 
 }  // namespace
-
-absl::StatusOr<std::string> MakeTempDir(const std::string& prefix) {
-  const char* tmp = getenv("TMPDIR");
-  std::string pattern =
-      absl::StrCat(tmp && *tmp ? tmp : "/tmp", "/", prefix, "XXXXXX");
-  if (mkdtemp(pattern.data()) == nullptr) {
-    return absl::InternalError(absl::StrCat("mkdtemp ", pattern, " failed"));
-  }
-  return pattern;
-}
 
 absl::StatusOr<TestCerts> MakeTestCerts(const std::string& dir) {
   RETURN_IF_ERROR(Run("openssl version"));

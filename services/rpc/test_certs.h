@@ -28,9 +28,6 @@ struct TestCerts {
 // provides it.
 absl::StatusOr<TestCerts> MakeTestCerts(const std::string& dir);
 
-// A fresh directory under $TMPDIR (or /tmp).
-absl::StatusOr<std::string> MakeTempDir(const std::string& prefix);
-
 }  // namespace fapo::rpc::testing
 
 #endif  // FAPO_SERVICES_RPC_TEST_CERTS_H_

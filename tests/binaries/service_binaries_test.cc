@@ -63,7 +63,7 @@ std::string HttpGet(const std::string& url) {
 class BinariesTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    auto dir = rpc::testing::MakeTempDir("fapo-binaries-test-");
+    auto dir = testing::MakeTempDir("fapo-binaries-test-");
     ASSERT_THAT(dir, IsOk());
     dir_ = *dir;
   }

@@ -44,6 +44,7 @@
 #include "services/metrics/test_http_client.h"
 #include "services/metrics/text_format.h"
 #include "services/status/status_matchers.h"
+#include "tests/support/subprocess.h"
 
 namespace fapo::metrics {
 namespace {
@@ -59,143 +60,6 @@ constexpr absl::Duration kStartTimeout = absl::Seconds(60);
 // is 1 s).
 constexpr absl::Duration kValueTimeout = absl::Seconds(20);
 constexpr absl::Duration kPollInterval = absl::Milliseconds(100);
-
-std::string FindOnPath(absl::string_view program) {
-  const char* path = std::getenv("PATH");
-  if (path == nullptr) return "";
-  for (absl::string_view dir : absl::StrSplit(path, ':', absl::SkipEmpty())) {
-    const std::string candidate = absl::StrCat(dir, "/", program);
-    if (access(candidate.c_str(), X_OK) == 0) return candidate;
-  }
-  return "";
-}
-
-// A fresh directory under $TMPDIR, removed with everything in it.
-class TempDir {
- public:
-  TempDir() {
-    std::string pattern =
-        (std::filesystem::temp_directory_path() / "fapo_prometheus_XXXXXX")
-            .string();
-    if (mkdtemp(pattern.data()) != nullptr) path_ = pattern;
-  }
-  ~TempDir() {
-    std::error_code ignored;
-    if (!path_.empty()) std::filesystem::remove_all(path_, ignored);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-
-  bool ok() const { return !path_.empty(); }
-  const std::filesystem::path& path() const { return path_; }
-
- private:
-  std::filesystem::path path_;
-};
-
-// A port that was free a moment ago: bind 127.0.0.1:0, read it, close. Racy
-// by nature; the harness retries if Prometheus then fails to bind.
-absl::StatusOr<int> PickFreePort() {
-  const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return absl::InternalError("socket() failed");
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t length = sizeof(address);
-  const bool ok =
-      bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) == 0 &&
-      getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length) == 0;
-  close(fd);
-  if (!ok) return absl::InternalError("cannot bind 127.0.0.1:0");
-  return static_cast<int>(ntohs(address.sin_port));
-}
-
-// A child process with stdout and stderr appended to a log file. The
-// destructor stops it (SIGTERM, then SIGKILL after 5 s) and reaps it.
-class ChildProcess {
- public:
-  static absl::StatusOr<std::unique_ptr<ChildProcess>> Start(
-      const std::vector<std::string>& argv, const std::string& log_path) {
-    // Everything the child needs is prepared before fork: between fork and
-    // exec only async-signal-safe calls are allowed (this process has
-    // threads: civetweb's, curl's resolver).
-    std::vector<char*> args;
-    for (const std::string& arg : argv) {
-      args.push_back(const_cast<char*>(arg.c_str()));
-    }
-    args.push_back(nullptr);
-    const int log_fd =
-        open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-    if (log_fd < 0) {
-      return absl::InternalError(absl::StrCat("cannot open ", log_path));
-    }
-    const pid_t parent = getpid();
-    const pid_t pid = fork();
-    if (pid < 0) {
-      close(log_fd);
-      return absl::InternalError("fork failed");
-    }
-    if (pid == 0) {
-      // Die with the test even if it crashes before the destructor runs.
-      prctl(PR_SET_PDEATHSIG, SIGKILL);
-      if (getppid() != parent) _exit(127);  // parent already gone
-      dup2(log_fd, STDOUT_FILENO);
-      dup2(log_fd, STDERR_FILENO);
-      const int null_fd = open("/dev/null", O_RDONLY);
-      if (null_fd >= 0) dup2(null_fd, STDIN_FILENO);
-      execv(args[0], args.data());
-      _exit(127);
-    }
-    close(log_fd);
-    return std::unique_ptr<ChildProcess>(new ChildProcess(pid));
-  }
-
-  ~ChildProcess() {
-    if (exited_) return;
-    kill(pid_, SIGTERM);
-    const absl::Time deadline = absl::Now() + absl::Seconds(5);
-    while (absl::Now() < deadline) {
-      if (waitpid(pid_, nullptr, WNOHANG) == pid_) return;
-      absl::SleepFor(absl::Milliseconds(20));
-    }
-    kill(pid_, SIGKILL);
-    waitpid(pid_, nullptr, 0);
-  }
-  ChildProcess(const ChildProcess&) = delete;
-  ChildProcess& operator=(const ChildProcess&) = delete;
-
-  // True (and reaped) once the child has exited.
-  bool Exited() {
-    if (!exited_ && waitpid(pid_, &exit_status_, WNOHANG) == pid_) {
-      exited_ = true;
-    }
-    return exited_;
-  }
-  std::string DescribeExit() const {
-    if (WIFEXITED(exit_status_)) {
-      return absl::StrCat("exited with status ", WEXITSTATUS(exit_status_));
-    }
-    return absl::StrCat("killed by signal ", WTERMSIG(exit_status_));
-  }
-
- private:
-  explicit ChildProcess(pid_t pid) : pid_(pid) {}
-  const pid_t pid_;
-  bool exited_ = false;
-  int exit_status_ = 0;
-};
-
-std::string Tail(const std::filesystem::path& path, size_t max_lines) {
-  std::ifstream file(path);
-  std::vector<std::string> lines;
-  for (std::string line; std::getline(file, line);) lines.push_back(line);
-  const size_t first = lines.size() > max_lines ? lines.size() - max_lines : 0;
-  std::string out;
-  for (size_t i = first; i < lines.size(); ++i) {
-    absl::StrAppend(&out, lines[i], "\n");
-  }
-  return out;
-}
 
 // Label set of a query result without the labels Prometheus adds itself.
 using Series = std::map<std::string, std::string>;
@@ -235,7 +99,7 @@ class Harness {
   std::string PrometheusLogTail() const {
     if (log_path_.empty()) return "";  // Prometheus never started
     return absl::StrCat("--- last lines of ", log_path_.string(), ":\n",
-                        Tail(log_path_, 40));
+                        fapo::testing::TailOfFile(log_path_.string()));
   }
 
   // Runs an instant query; the result's series without __name__, job and
@@ -370,7 +234,7 @@ class Harness {
   }
 
   absl::Status StartPrometheus() {
-    const std::string binary = FindOnPath("prometheus");
+    const std::string binary = fapo::testing::FindOnPath("prometheus");
     if (binary.empty()) {
       const char* path = std::getenv("PATH");
       return absl::FailedPreconditionError(absl::StrCat(
@@ -379,11 +243,10 @@ class Harness {
           "). It comes with Debian's `prometheus` package, which the install "
           "script installs: apt-get install prometheus"));
     }
-    if (!temp_dir_.ok()) {
-      return absl::InternalError("cannot create a temporary directory");
-    }
-    log_path_ = temp_dir_.path() / "prometheus.log";
-    const std::filesystem::path config = temp_dir_.path() / "prometheus.yml";
+    RETURN_IF_ERROR(temp_dir_.status());
+    const std::filesystem::path dir(temp_dir_.path());
+    log_path_ = dir / "prometheus.log";
+    const std::filesystem::path config = dir / "prometheus.yml";
     {
       std::ofstream file(config);
       file << "global:\n"
@@ -402,23 +265,23 @@ class Harness {
     // exits during start-up.
     absl::Status status;
     for (int attempt = 0; attempt < 3; ++attempt) {
-      ASSIGN_OR_RETURN(const int web_port, PickFreePort());
+      ASSIGN_OR_RETURN(const int web_port, fapo::testing::FreeLoopbackPort());
       api_base_ = absl::StrCat("http://127.0.0.1:", web_port);
       const std::vector<std::string> argv = {
           binary,
           absl::StrCat("--config.file=", config.string()),
-          absl::StrCat("--storage.tsdb.path=",
-                       (temp_dir_.path() / "data").string()),
+          absl::StrCat("--storage.tsdb.path=", (dir / "data").string()),
           absl::StrCat("--web.listen-address=127.0.0.1:", web_port),
           // Nothing from /etc. Info logs go to the log file, whose tail is
           // printed when a test fails.
-          absl::StrCat("--web.console.templates=", temp_dir_.path().string()),
-          absl::StrCat("--web.console.libraries=", temp_dir_.path().string()),
+          absl::StrCat("--web.console.templates=", dir.string()),
+          absl::StrCat("--web.console.libraries=", dir.string()),
           "--log.level=info",
       };
-      ASSIGN_OR_RETURN(prometheus_, ChildProcess::Start(argv, log_path_));
+      ASSIGN_OR_RETURN(prometheus_, fapo::testing::Subprocess::Start(
+                                        argv, log_path_.string()));
       status = WaitUntilScraping();
-      if (status.ok() || !prometheus_->Exited()) return status;
+      if (status.ok() || prometheus_->Running()) return status;
       prometheus_.reset();
     }
     return status;
@@ -429,9 +292,11 @@ class Harness {
     const absl::Time deadline = absl::Now() + kStartTimeout;
     std::string last;
     while (absl::Now() < deadline) {
-      if (prometheus_->Exited()) {
-        return absl::UnavailableError(absl::StrCat(
-            "prometheus ", prometheus_->DescribeExit(), " during start-up"));
+      if (!prometheus_->Running()) {
+        return absl::UnavailableError(
+            absl::StrCat("prometheus exited with status ",
+                         prometheus_->Wait(absl::ZeroDuration()).value_or(-1),
+                         " during start-up"));
       }
       absl::StatusOr<nlohmann::json> target = ActiveTarget();
       if (target.ok()) {
@@ -451,13 +316,13 @@ class Harness {
 
   // Destroyed in reverse order: Prometheus stops before the exporter, and
   // the temporary directory goes last.
-  TempDir temp_dir_;
+  fapo::testing::TempDir temp_dir_{"fapo-prometheus-"};
   std::filesystem::path log_path_;
   std::unique_ptr<MetricsRegistry> registry_;
   std::unique_ptr<MetricsServer> server_;
   Counter* updates_ = nullptr;
   std::string api_base_;
-  std::unique_ptr<ChildProcess> prometheus_;
+  std::unique_ptr<fapo::testing::Subprocess> prometheus_;
 };
 
 // One Prometheus for the whole suite: starting it takes a few seconds.

@@ -1,35 +1,31 @@
 #include "tests/support/subprocess.h"
 
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
-#include <spawn.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <system_error>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
-
-extern char** environ;
 
 namespace fapo::testing {
 namespace {
-
-std::vector<char*> ArgvPointers(const std::vector<std::string>& argv) {
-  std::vector<char*> pointers;
-  for (const std::string& arg : argv) {
-    pointers.push_back(const_cast<char*>(arg.c_str()));
-  }
-  pointers.push_back(nullptr);
-  return pointers;
-}
 
 int DecodeWaitStatus(int status) {
   if (WIFEXITED(status)) return WEXITSTATUS(status);
@@ -37,44 +33,87 @@ int DecodeWaitStatus(int status) {
   return -1;
 }
 
+// What the child does between fork and exec; every fd is prepared before
+// the fork, because only async-signal-safe calls are allowed in between
+// (test processes have threads: gRPC's, civetweb's, curl's).
+struct ChildSetup {
+  int stdin_fd;
+  int stdout_fd;
+  int stderr_fd;
+  std::vector<int> close_fds;
+};
+
+// Forks and execs `program` (a full path). The child dies with this process.
+absl::StatusOr<pid_t> ForkExec(const std::string& program,
+                               const std::vector<std::string>& argv,
+                               const ChildSetup& setup) {
+  std::vector<char*> args;
+  for (const std::string& arg : argv) {
+    args.push_back(const_cast<char*>(arg.c_str()));
+  }
+  args.push_back(nullptr);
+  const pid_t parent = getpid();
+  const pid_t pid = fork();
+  if (pid < 0) {
+    return absl::InternalError(
+        absl::StrCat("fork failed: ", std::strerror(errno)));
+  }
+  if (pid == 0) {
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent) _exit(127);  // the parent is already gone
+    dup2(setup.stdin_fd, STDIN_FILENO);
+    dup2(setup.stdout_fd, STDOUT_FILENO);
+    dup2(setup.stderr_fd, STDERR_FILENO);
+    for (int fd : setup.close_fds) close(fd);
+    // Whatever the test blocked (servers block SIGTERM for sigwait), the
+    // child starts with no signal blocked.
+    sigset_t empty;
+    sigemptyset(&empty);
+    sigprocmask(SIG_SETMASK, &empty, nullptr);
+    execv(program.c_str(), args.data());
+    _exit(127);
+  }
+  return pid;
+}
+
+absl::StatusOr<std::string> ResolveProgram(const std::string& name) {
+  if (name.find('/') != std::string::npos) {
+    if (access(name.c_str(), X_OK) != 0) {
+      return absl::NotFoundError(
+          absl::StrCat("cannot run '", name, "': ", std::strerror(errno)));
+    }
+    return name;
+  }
+  std::string path = FindOnPath(name);
+  if (path.empty()) {
+    return absl::NotFoundError(absl::StrCat("'", name, "' is not on PATH"));
+  }
+  return path;
+}
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<Subprocess>> Subprocess::Start(
     const std::vector<std::string>& argv, const std::string& log_path) {
   if (argv.empty()) return absl::InvalidArgumentError("empty argv");
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
+  absl::StatusOr<std::string> program = ResolveProgram(argv[0]);
+  if (!program.ok()) return program.status();
   const std::string log = log_path.empty() ? "/dev/null" : log_path;
-  posix_spawn_file_actions_addopen(&actions, 1, log.c_str(),
-                                   O_WRONLY | O_CREAT | O_APPEND, 0644);
-  posix_spawn_file_actions_adddup2(&actions, 1, 2);
-  posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
-  // The child starts with no signals blocked, whatever the test blocked.
-  posix_spawnattr_t attributes;
-  posix_spawnattr_init(&attributes);
-  sigset_t empty;
-  sigemptyset(&empty);
-  posix_spawnattr_setsigmask(&attributes, &empty);
-  posix_spawnattr_setflags(&attributes, POSIX_SPAWN_SETSIGMASK);
-  std::vector<char*> pointers = ArgvPointers(argv);
-  pid_t pid = 0;
-  int error = posix_spawnp(&pid, argv[0].c_str(), &actions, &attributes,
-                           pointers.data(), environ);
-  posix_spawn_file_actions_destroy(&actions);
-  posix_spawnattr_destroy(&attributes);
-  if (error != 0) {
-    return absl::NotFoundError(
-        absl::StrCat("cannot start '", argv[0], "': ", std::strerror(error)));
+  const int log_fd =
+      open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  if (log_fd < 0) {
+    return absl::InternalError(absl::StrCat("cannot open '", log, "'"));
   }
-  return std::unique_ptr<Subprocess>(new Subprocess(pid));
+  const int null_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+  absl::StatusOr<pid_t> pid =
+      ForkExec(*program, argv, {null_fd, log_fd, log_fd, {}});
+  close(log_fd);
+  close(null_fd);
+  if (!pid.ok()) return pid.status();
+  return std::unique_ptr<Subprocess>(new Subprocess(*pid));
 }
 
-Subprocess::~Subprocess() {
-  if (!exited_) {
-    kill(pid_, SIGKILL);
-    Reap(0);
-  }
-}
+Subprocess::~Subprocess() { Stop(absl::Seconds(5)); }
 
 bool Subprocess::Reap(int flags) {
   if (exited_) return true;
@@ -97,6 +136,14 @@ void Subprocess::Signal(int signal_number) {
   if (!exited_) kill(pid_, signal_number);
 }
 
+void Subprocess::Stop(absl::Duration grace) {
+  if (!Running()) return;
+  kill(pid_, SIGTERM);
+  if (Wait(grace).ok()) return;
+  kill(pid_, SIGKILL);
+  Reap(0);
+}
+
 absl::StatusOr<int> Subprocess::Wait(absl::Duration timeout) {
   absl::Time deadline = absl::Now() + timeout;
   while (!Reap(WNOHANG)) {
@@ -114,62 +161,47 @@ absl::StatusOr<CommandResult> RunCommand(const std::vector<std::string>& argv,
                                          absl::Duration timeout,
                                          const std::string& stdin_text) {
   if (argv.empty()) return absl::InvalidArgumentError("empty argv");
-  int out_pipe[2], err_pipe[2], in_pipe[2];
-  if (pipe(out_pipe) != 0 || pipe(err_pipe) != 0 || pipe(in_pipe) != 0) {
+  absl::StatusOr<std::string> program = ResolveProgram(argv[0]);
+  if (!program.ok()) return program.status();
+  int in_pipe[2], out_pipe[2], err_pipe[2];
+  if (pipe2(in_pipe, O_CLOEXEC) != 0 || pipe2(out_pipe, O_CLOEXEC) != 0 ||
+      pipe2(err_pipe, O_CLOEXEC) != 0) {
     return absl::InternalError("pipe failed");
   }
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_adddup2(&actions, in_pipe[0], 0);
-  posix_spawn_file_actions_adddup2(&actions, out_pipe[1], 1);
-  posix_spawn_file_actions_adddup2(&actions, err_pipe[1], 2);
-  for (int fd : {in_pipe[0], in_pipe[1], out_pipe[0], out_pipe[1], err_pipe[0],
-                 err_pipe[1]}) {
-    posix_spawn_file_actions_addclose(&actions, fd);
-  }
-  posix_spawnattr_t attributes;
-  posix_spawnattr_init(&attributes);
-  sigset_t empty;
-  sigemptyset(&empty);
-  posix_spawnattr_setsigmask(&attributes, &empty);
-  posix_spawnattr_setflags(&attributes, POSIX_SPAWN_SETSIGMASK);
-  std::vector<char*> pointers = ArgvPointers(argv);
-  pid_t pid = 0;
-  int error = posix_spawnp(&pid, argv[0].c_str(), &actions, &attributes,
-                           pointers.data(), environ);
-  posix_spawn_file_actions_destroy(&actions);
-  posix_spawnattr_destroy(&attributes);
+  absl::StatusOr<pid_t> pid =
+      ForkExec(*program, argv, {in_pipe[0], out_pipe[1], err_pipe[1], {}});
   close(in_pipe[0]);
   close(out_pipe[1]);
   close(err_pipe[1]);
-  if (error != 0) {
+  if (!pid.ok()) {
     close(in_pipe[1]);
     close(out_pipe[0]);
     close(err_pipe[0]);
-    return absl::NotFoundError(
-        absl::StrCat("cannot start '", argv[0], "': ", std::strerror(error)));
+    return pid.status();
   }
-  // Small inputs only (tests): write it all, then close.
-  signal(SIGPIPE, SIG_IGN);
-  if (!stdin_text.empty()) {
-    ssize_t unused = write(in_pipe[1], stdin_text.data(), stdin_text.size());
-    (void)unused;
-  }
-  close(in_pipe[1]);
 
   CommandResult result;
-  absl::Time deadline = absl::Now() + timeout;
-  struct pollfd fds[2] = {{out_pipe[0], POLLIN, 0}, {err_pipe[0], POLLIN, 0}};
-  int open_fds = 2;
+  size_t written = 0;
+  int stdin_fd = in_pipe[1];
+  if (stdin_text.empty()) {
+    close(stdin_fd);
+    stdin_fd = -1;
+  } else {
+    fcntl(stdin_fd, F_SETFL, O_NONBLOCK);
+  }
+  const absl::Time deadline = absl::Now() + timeout;
+  struct pollfd fds[3] = {{out_pipe[0], POLLIN, 0},
+                          {err_pipe[0], POLLIN, 0},
+                          {stdin_fd, POLLOUT, 0}};
   bool timed_out = false;
   char buffer[4096];
-  while (open_fds > 0) {
-    int64_t wait_ms = absl::ToInt64Milliseconds(deadline - absl::Now());
+  while (fds[0].fd >= 0 || fds[1].fd >= 0) {
+    const int64_t wait_ms = absl::ToInt64Milliseconds(deadline - absl::Now());
     if (wait_ms <= 0) {
       timed_out = true;
       break;
     }
-    int ready = poll(fds, 2, static_cast<int>(std::min<int64_t>(wait_ms, 100)));
+    int ready = poll(fds, 3, static_cast<int>(std::min<int64_t>(wait_ms, 100)));
     if (ready < 0 && errno != EINTR) break;
     for (int i = 0; i < 2; ++i) {
       if (fds[i].fd < 0 || !(fds[i].revents & (POLLIN | POLLHUP))) continue;
@@ -177,18 +209,27 @@ absl::StatusOr<CommandResult> RunCommand(const std::vector<std::string>& argv,
       if (n <= 0) {
         close(fds[i].fd);
         fds[i].fd = -1;
-        --open_fds;
       } else {
         (i == 0 ? result.stdout_text : result.stderr_text).append(buffer, n);
+      }
+    }
+    // Feed stdin as the child reads it, so large inputs cannot deadlock.
+    if (fds[2].fd >= 0 && (fds[2].revents & (POLLOUT | POLLERR | POLLHUP))) {
+      ssize_t n = write(fds[2].fd, stdin_text.data() + written,
+                        stdin_text.size() - written);
+      if (n > 0) written += n;
+      if (n < 0 || written == stdin_text.size()) {
+        close(fds[2].fd);
+        fds[2].fd = -1;
       }
     }
   }
   for (auto& fd : fds) {
     if (fd.fd >= 0) close(fd.fd);
   }
-  if (timed_out) kill(pid, SIGKILL);
+  if (timed_out) kill(*pid, SIGKILL);
   int status = 0;
-  while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  while (waitpid(*pid, &status, 0) < 0 && errno == EINTR) {
   }
   if (timed_out) {
     return absl::DeadlineExceededError(absl::StrCat(
@@ -225,6 +266,57 @@ std::string TailOfFile(const std::string& path, size_t max_bytes) {
   std::string contents = ReadFileOrEmpty(path);
   if (contents.size() <= max_bytes) return contents;
   return "..." + contents.substr(contents.size() - max_bytes);
+}
+
+std::string FindOnPath(const std::string& program) {
+  const char* path = std::getenv("PATH");
+  if (path == nullptr) return "";
+  for (absl::string_view dir : absl::StrSplit(path, ':', absl::SkipEmpty())) {
+    const std::string candidate = absl::StrCat(dir, "/", program);
+    if (access(candidate.c_str(), X_OK) == 0) return candidate;
+  }
+  return "";
+}
+
+absl::StatusOr<int> FreeLoopbackPort() {
+  const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return absl::InternalError("socket() failed");
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t length = sizeof(address);
+  const bool ok =
+      bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) == 0 &&
+      getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length) == 0;
+  close(fd);
+  if (!ok) return absl::InternalError("cannot bind 127.0.0.1:0");
+  return static_cast<int>(ntohs(address.sin_port));
+}
+
+absl::StatusOr<std::string> MakeTempDir(const std::string& prefix) {
+  const char* tmp = std::getenv("TMPDIR");
+  std::string pattern =
+      absl::StrCat(tmp && *tmp ? tmp : "/tmp", "/", prefix, "XXXXXX");
+  if (mkdtemp(pattern.data()) == nullptr) {
+    return absl::InternalError(
+        absl::StrCat("mkdtemp ", pattern, " failed: ", std::strerror(errno)));
+  }
+  return pattern;
+}
+
+TempDir::TempDir(const std::string& prefix) {
+  absl::StatusOr<std::string> made = MakeTempDir(prefix);
+  if (made.ok()) {
+    path_ = *made;
+  } else {
+    status_ = made.status();
+  }
+}
+
+TempDir::~TempDir() {
+  if (path_.empty()) return;
+  std::error_code ignored;
+  std::filesystem::remove_all(path_, ignored);
 }
 
 std::string BinaryPath(const std::string& name) {

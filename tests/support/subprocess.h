@@ -2,7 +2,9 @@
 //
 // Subprocess starts a program with stdout and stderr going to a log file,
 // and always reaps it: a child still running when the Subprocess is
-// destroyed gets SIGKILL, so a failing test never leaves servers behind.
+// destroyed gets SIGTERM, then SIGKILL after a grace period, and every child
+// also dies with the test process itself (PR_SET_PDEATHSIG), so a failing or
+// crashing test never leaves servers behind.
 #ifndef FAPO_TESTS_SUPPORT_SUBPROCESS_H_
 #define FAPO_TESTS_SUPPORT_SUBPROCESS_H_
 
@@ -12,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 
@@ -20,17 +23,20 @@ namespace fapo::testing {
 class Subprocess {
  public:
   // Starts argv[0] (searched in PATH when it has no '/'), with stdout and
-  // stderr appended to `log_path` (or /dev/null when empty).
+  // stderr appended to `log_path` (or /dev/null when empty). NotFound when
+  // the program does not exist.
   static absl::StatusOr<std::unique_ptr<Subprocess>> Start(
       const std::vector<std::string>& argv, const std::string& log_path = "");
 
   Subprocess(const Subprocess&) = delete;
   Subprocess& operator=(const Subprocess&) = delete;
-  ~Subprocess();  // SIGKILL if still running, then reap
+  ~Subprocess();  // Stop(5 s) if still running
 
   pid_t pid() const { return pid_; }
   bool Running();
   void Signal(int signal_number);
+  // SIGTERM, then SIGKILL if still running after `grace`; reaps the child.
+  void Stop(absl::Duration grace);
 
   // Waits up to `timeout`. Returns the exit code, or 128 + signal number
   // when killed by a signal (as shells report it); DeadlineExceeded when
@@ -68,6 +74,32 @@ std::string ReadFileOrEmpty(const std::string& path);
 
 // The last `max_bytes` of a log file, for failure messages.
 std::string TailOfFile(const std::string& path, size_t max_bytes = 4000);
+
+// The full path of `program` on $PATH, or "" when it is not there.
+std::string FindOnPath(const std::string& program);
+
+// A port that was free on 127.0.0.1 a moment ago (bind to 0, close). For
+// programs that cannot pick their own port and report it.
+absl::StatusOr<int> FreeLoopbackPort();
+
+// A fresh directory under $TMPDIR (or /tmp) named <prefix>XXXXXX.
+absl::StatusOr<std::string> MakeTempDir(const std::string& prefix);
+
+// A temporary directory removed, with everything in it, on destruction.
+class TempDir {
+ public:
+  explicit TempDir(const std::string& prefix = "fapo-test-");
+  ~TempDir();
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  // Empty when creating the directory failed (the status says why).
+  const std::string& path() const { return path_; }
+  const absl::Status& status() const { return status_; }
+
+ private:
+  std::string path_;
+  absl::Status status_;
+};
 
 // $FAPO_BINARY_DIR/bin/<name>: the project's built binaries.
 std::string BinaryPath(const std::string& name);
