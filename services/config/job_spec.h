@@ -118,12 +118,13 @@ struct ArithDataOptions {
   // Operations per problem, drawn uniformly from [min_ops, max_ops].
   int min_ops = 2;  // [1, 64]
   int max_ops = 6;  // [1, 64], >= min_ops
-  // Largest operand. [1, 1e6].
+  // Largest operand ('*' operands are drawn from [2, operand_max]). [2, 1e6].
   int operand_max = 9;
-  // 0 = exact integer arithmetic, else all arithmetic modulo this. [0, 1e9].
+  // 0 = exact integer arithmetic, else all arithmetic modulo this. 0 or
+  // [2, 1e9].
   int value_modulus = 10;
   // 0 = the answer is the full value, else the value modulo this, which makes
-  // lucky guesses likelier. [0, 1e9].
+  // lucky guesses likelier. 0 or [2, 1e9].
   int answer_modulus = 5;
 };
 

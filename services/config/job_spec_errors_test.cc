@@ -314,6 +314,24 @@ TEST_F(JobSpecErrorsTest, CrossFieldRules) {
           "wrapping model"));
 }
 
+TEST_F(JobSpecErrorsTest, ArithModuliOfOneAndTinyOperandsAreRefused) {
+  EXPECT_THAT(Problems("job:\n  name: t\n"
+                       "data:\n  task: arith\n  arith:\n"
+                       "    value_modulus: 1\n    answer_modulus: 1\n"
+                       "    operand_max: 1\n"),
+              ElementsAre("job.yaml:6:20: data.arith.value_modulus: must be 0 "
+                          "(off) or >= 2, got 1",
+                          "job.yaml:7:21: data.arith.answer_modulus: must be 0 "
+                          "(off) or >= 2, got 1",
+                          "job.yaml:8:18: data.arith.operand_max: must be in "
+                          "[2, 1000000], got 1"));
+  EXPECT_THAT(ParseJobSpec("job:\n  name: t\n"
+                           "data:\n  task: arith\n  arith:\n"
+                           "    value_modulus: 0\n    answer_modulus: 0\n",
+                           "job.yaml"),
+              fapo::testing::IsOk());
+}
+
 TEST_F(JobSpecErrorsTest, GenrmBackendRequirements) {
   EXPECT_THAT(Problems(std::string(kHeader) + "genrm:\n  backend: model\n"),
               ElementsAre("job.yaml:5:1: genrm.model.model_dir: required "

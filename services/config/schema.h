@@ -112,7 +112,8 @@ template <typename S, typename V>
 void VisitArithData(S& o, V& v) {
   v.Int("min_ops", o.min_ops, IntRule{1, 64});
   v.Int("max_ops", o.max_ops, IntRule{1, 64});
-  v.Int("operand_max", o.operand_max, IntRule{1, k1e6});
+  // '*' draws its operand from [2, operand_max].
+  v.Int("operand_max", o.operand_max, IntRule{2, k1e6});
   v.Int("value_modulus", o.value_modulus, IntRule{0, k1e9});
   v.Int("answer_modulus", o.answer_modulus, IntRule{0, k1e9});
 }

@@ -79,6 +79,14 @@ void CheckData(const DataOptions& data, std::vector<Violation>* out) {
                       "), got ", data.arith.max_ops),
          {"data.arith.min_ops"}});
   }
+  // A modulus of 1 would make every value 0 (the arith task refuses it).
+  for (auto [key, value] :
+       {std::pair{"data.arith.value_modulus", data.arith.value_modulus},
+        std::pair{"data.arith.answer_modulus", data.arith.answer_modulus}}) {
+    if (value == 1) {
+      out->push_back({key, "must be 0 (off) or >= 2, got 1", {}});
+    }
+  }
   if (data.task == Task::kMath && data.math.path.empty()) {
     out->push_back(
         {"data.math.path", "required when data.task is math", {"data.task"}});
