@@ -55,8 +55,9 @@ done
 
 say "Not built yet"
 cat <<'TEXT'
-  The end-to-end FAPO run is not there yet. The stages still to land:
-    stage 2  the FAPO algorithm and the arith/math tasks
+  The end-to-end FAPO run is not there yet. Built so far: the foundation
+  (stage 1) and the FAPO algorithm with the arith and math tasks (stage 2,
+  exercised by the test suite). The stages still to land:
     stage 3  the model engine (Qwen2/Qwen3/Llama in LibTorch, BPE, KV cache)
     stage 4  the scheduler, the trajectory queue and the GenRM servers
     stage 5  rollout workers, the trainer, weight sync and `fapo launch`
