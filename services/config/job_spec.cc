@@ -1,8 +1,9 @@
 #include "services/config/job_spec.h"
 
+#include <sys/stat.h>
+
 #include <algorithm>
 #include <cerrno>
-#include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <map>
@@ -381,17 +382,19 @@ absl::StatusOr<JobSpec> ParseJobSpec(
 
 absl::StatusOr<JobSpec> LoadJobSpecFile(
     const std::string& path, const std::vector<std::string>& overrides) {
-  std::error_code error;
-  std::filesystem::file_status status = std::filesystem::status(path, error);
-  if (status.type() == std::filesystem::file_type::not_found) {
-    return absl::NotFoundError(absl::StrCat(path, ": no such job spec file"));
-  }
-  if (std::filesystem::is_directory(status)) {
+  // POSIX stat, not std::filesystem: see NOTE [no std::filesystem] in
+  // validation.cc.
+  // Other stat failures fall through to the open below, which names them.
+  struct stat info;
+  if (stat(path.c_str(), &info) != 0) {
+    if (errno == ENOENT) {
+      return absl::NotFoundError(absl::StrCat(path, ": no such job spec file"));
+    }
+  } else if (S_ISDIR(info.st_mode)) {
     return absl::InvalidArgumentError(
         absl::StrCat(path, ": is a directory, not a job spec file"));
-  }
-  if (std::filesystem::is_regular_file(status) &&
-      std::filesystem::file_size(path, error) > kMaxJobSpecBytes) {
+  } else if (S_ISREG(info.st_mode) &&
+             static_cast<uint64_t>(info.st_size) > kMaxJobSpecBytes) {
     return absl::InvalidArgumentError(absl::StrCat(
         path, ": is larger than 16 MiB, too large for a job spec"));
   }

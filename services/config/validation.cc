@@ -1,6 +1,9 @@
 #include "services/config/validation.h"
 
-#include <filesystem>
+#include <sys/stat.h>
+
+#include <cerrno>
+#include <cstring>
 #include <fstream>
 #include <system_error>
 #include <utility>
@@ -244,16 +247,17 @@ void CheckSecurity(const SecurityOptions& security,
 
 std::string CheckReadableFile(const std::string& path) {
   const std::string quoted = absl::StrCat("\"", absl::CEscape(path), "\"");
-  std::error_code error;
-  std::filesystem::file_status status = std::filesystem::status(path, error);
-  if (status.type() == std::filesystem::file_type::not_found) {
-    return absl::StrCat("file ", quoted, " does not exist");
-  }
-  if (error) {
+  // NOTE [no std::filesystem]: the torch wheel's libtorch.so exports its own
+  // std::filesystem symbols, and binaries that link LibTorch (the trainer)
+  // would call those with this library's objects. Plain POSIX calls here.
+  struct stat info;
+  if (stat(path.c_str(), &info) != 0) {
+    if (errno == ENOENT)
+      return absl::StrCat("file ", quoted, " does not exist");
     return absl::StrCat("file ", quoted,
-                        " cannot be accessed: ", error.message());
+                        " cannot be accessed: ", std::strerror(errno));
   }
-  if (std::filesystem::is_directory(status)) {
+  if (S_ISDIR(info.st_mode)) {
     return absl::StrCat(quoted, " is a directory, not a file");
   }
   std::ifstream stream(path);

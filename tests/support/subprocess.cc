@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
@@ -14,10 +15,8 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
-#include <filesystem>
 #include <fstream>
 #include <sstream>
-#include <system_error>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
@@ -313,10 +312,20 @@ TempDir::TempDir(const std::string& prefix) {
   }
 }
 
+namespace {
+int RemoveEntry(const char* path, const struct stat* /*info*/, int /*type*/,
+                struct FTW* /*ftw*/) {
+  return remove(path);
+}
+}  // namespace
+
+// NOTE [no std::filesystem here]: the torch wheel's libtorch.so exports its
+// own copies of std::filesystem symbols, and a test that links LibTorch ends
+// up calling them with this library's objects (a crash in remove_all). The
+// POSIX walk below has no such clash.
 TempDir::~TempDir() {
   if (path_.empty()) return;
-  std::error_code ignored;
-  std::filesystem::remove_all(path_, ignored);
+  nftw(path_.c_str(), RemoveEntry, 16, FTW_DEPTH | FTW_PHYS);
 }
 
 std::string BinaryPath(const std::string& name) {
