@@ -25,7 +25,7 @@ apt_packages=(
   libabsl-dev libyaml-cpp-dev
   libgtest-dev libgmock-dev googletest libbenchmark-dev
   libcivetweb-dev nlohmann-json3-dev libcurl4-openssl-dev libpcre2-dev
-  libutf8proc-dev
+  libutf8proc-dev xz-utils
   prometheus redis-server openssl curl ca-certificates
 )
 
