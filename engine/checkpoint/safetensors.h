@@ -114,10 +114,9 @@ struct TensorToWrite {
 // Like the Python package, wider dtypes come before narrower ones (names in
 // order within each dtype), which keeps every tensor aligned to its element
 // size; the bytes equal safetensors.torch.save_file's for the same tensors.
-absl::Status WriteSafetensors(const std::string& path,
-                              absl::Span<const TensorToWrite> tensors,
-                              const std::map<std::string, std::string>&
-                                  metadata = {{"format", "pt"}});
+absl::Status WriteSafetensors(
+    const std::string& path, absl::Span<const TensorToWrite> tensors,
+    const std::map<std::string, std::string>& metadata = {{"format", "pt"}});
 
 // Writes model.safetensors, or, when the tensors exceed max_shard_bytes,
 // model-00001-of-0000N.safetensors shards plus model.safetensors.index.json
