@@ -2,9 +2,10 @@
 //
 //   fapo validate JOB.yaml [--set KEY=VALUE]...   check a job spec, print it
 //   fapo health ADDRESS [--config JOB.yaml]       ask a service if it serves
+//   fapo tokenize / generate / logprobs / init-model   model tools
 //   fapo version
 //
-// Later stages add launch, sft, eval, report and the model tools.
+// Later stages add launch, sft, eval and report.
 #include <iostream>
 #include <string>
 #include <vector>
@@ -17,6 +18,10 @@
 #include "services/logging/log.h"
 #include "services/rpc/channel.h"
 #include "services/rpc/introspection.h"
+
+#ifdef FAPO_HAVE_ENGINE_TOOLS
+#include "engine/tools/tools.h"
+#endif
 
 namespace fapo::cli {
 namespace {
@@ -124,6 +129,21 @@ int Health(const std::vector<std::string>& args) {
   return 1;
 }
 
+#ifdef FAPO_HAVE_ENGINE_TOOLS
+int Tokenize(const std::vector<std::string>& args) {
+  return engine::RunTokenizeCommand(args, std::cin, std::cout, std::cerr);
+}
+int Generate(const std::vector<std::string>& args) {
+  return engine::RunGenerateCommand(args, std::cout, std::cerr);
+}
+int Logprobs(const std::vector<std::string>& args) {
+  return engine::RunLogprobsCommand(args, std::cout, std::cerr);
+}
+int InitModel(const std::vector<std::string>& args) {
+  return engine::RunInitModelCommand(args, std::cout, std::cerr);
+}
+#endif
+
 int Version(const std::vector<std::string>& /*args*/) {
   std::cout << "fapo " << kVersion << "\n";
   return 0;
@@ -133,6 +153,12 @@ const std::vector<Subcommand>& Subcommands() {
   static const auto* subcommands = new std::vector<Subcommand>{
       {"validate", "check a job spec and print the effective config", Validate},
       {"health", "ask a running service whether it is serving", Health},
+#ifdef FAPO_HAVE_ENGINE_TOOLS
+      {"tokenize", "text <-> token ids with a tokenizer.json", Tokenize},
+      {"generate", "sample from a checkpoint (ids and log-probs)", Generate},
+      {"logprobs", "teacher-forced log-probs of a sequence", Logprobs},
+      {"init-model", "write the tiny arith policy (HF layout)", InitModel},
+#endif
       {"version", "print the version", Version},
   };
   return *subcommands;
@@ -147,7 +173,7 @@ std::string Usage() {
       "steps.\n\nCommands:\n";
   for (const Subcommand& subcommand : Subcommands()) {
     absl::StrAppend(&usage, "  ", subcommand.name,
-                    std::string(10 - std::string(subcommand.name).size(), ' '),
+                    std::string(12 - std::string(subcommand.name).size(), ' '),
                     subcommand.summary, "\n");
   }
   absl::StrAppend(&usage,
