@@ -53,12 +53,22 @@ for service in scheduler rollout-worker genrm-server trainer; do
   wait "$pid"
 done
 
+say "The embedded default's policy: a tiny Qwen3-shaped model over the arith alphabet"
+model_dir="$run_dir/tiny-policy"
+"$bin/fapo" init-model --out "$model_dir" --seed 1
+prompt="$(echo '"3+7*4-2\n"' | "$bin/fapo" tokenize --tokenizer "$model_dir/tokenizer.json")"
+prompt_ids="$(tr -d '[] ' <<<"$prompt")"
+echo "  prompt 3+7*4-2 -> ids [$prompt_ids]"
+echo "  a sample from the untrained policy (ids, log-probs, finish reason):"
+echo "    $("$bin/fapo" generate --model "$model_dir" --prompt-ids "$prompt_ids" \
+  --max-new-tokens 12 --seed 7)"
+
 say "Not built yet"
 cat <<'TEXT'
   The end-to-end FAPO run is not there yet. Built so far: the foundation
-  (stage 1) and the FAPO algorithm with the arith and math tasks (stage 2,
-  exercised by the test suite). The stages still to land:
-    stage 3  the model engine (Qwen2/Qwen3/Llama in LibTorch, BPE, KV cache)
+  (stage 1), the FAPO algorithm with the arith and math tasks (stage 2,
+  exercised by the test suite) and the model engine (stage 3, above). The
+  stages still to land:
     stage 4  the scheduler, the trajectory queue and the GenRM servers
     stage 5  rollout workers, the trainer, weight sync and `fapo launch`
   When stage 5 lands, this script runs the embedded default end to end.
