@@ -152,6 +152,9 @@ TEST_F(ToolsTest, BadInputsAreClearErrors) {
 TEST_F(ToolsTest, TransformersLoadsTheTinyModel) {
   const std::string python = SourcePath(".venv/bin/python");
   const std::string script = absl::StrCat(R"(
+import os
+os.environ["HF_HUB_OFFLINE"] = "1"  # never reach for the hub: no network here
+os.environ["OMP_NUM_THREADS"] = "1"
 import json, sys, torch
 from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
 d = sys.argv[1]
