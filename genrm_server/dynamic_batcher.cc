@@ -47,7 +47,7 @@ absl::StatusOr<std::unique_ptr<DynamicBatcher>> DynamicBatcher::Create(
     return absl::InvalidArgumentError("dynamic batcher: no backend");
   }
   return std::unique_ptr<DynamicBatcher>(new DynamicBatcher(
-      options, std::move(backend), clock ? clock : Clock::Real()));
+      options, std::move(backend), clock ? clock : ::fapo::RealClock()));
 }
 
 DynamicBatcher::DynamicBatcher(const DynamicBatcherOptions& options,

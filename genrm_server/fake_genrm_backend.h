@@ -16,26 +16,13 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "genrm_server/genrm_backend.h"
+#include "services/clock/fake_clock.h"
 
 namespace fapo::genrm {
 
 // A Clock that moves only when told. Thread-safe.
-class FakeClock : public Clock {
- public:
-  explicit FakeClock(absl::Time start = absl::UnixEpoch()) : now_(start) {}
-  absl::Time Now() override {
-    absl::MutexLock lock(&mu_);
-    return now_;
-  }
-  void Advance(absl::Duration duration) {
-    absl::MutexLock lock(&mu_);
-    now_ += duration;
-  }
-
- private:
-  absl::Mutex mu_;
-  absl::Time now_ ABSL_GUARDED_BY(mu_);
-};
+// Tests move time by hand with the shared fake clock.
+using ::fapo::FakeClock;
 
 // Holds every batch until CompleteNext/CompleteAll. A held batch's verdicts
 // echo its requests: trajectory_id, status OK, first_error_step = the index

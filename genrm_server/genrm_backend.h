@@ -27,6 +27,7 @@
 #include "absl/time/time.h"
 #include "fapo/v1/common.pb.h"
 #include "fapo/v1/genrm.pb.h"
+#include "services/clock/clock.h"
 
 namespace fapo::genrm {
 
@@ -63,16 +64,8 @@ class GenrmBackend {
   virtual std::string name() const = 0;
 };
 
-// The time source for latency stamps; tests inject a FakeClock
-// (fake_genrm_backend.h). Thread-safe.
-class Clock {
- public:
-  virtual ~Clock() = default;
-  virtual absl::Time Now() = 0;
-
-  // The process-wide real clock (absl::Now()); never destroyed.
-  static Clock* Real();
-};
+// The time source for latency stamps is fapo::Clock (services/clock).
+using ::fapo::Clock;
 
 }  // namespace fapo::genrm
 

@@ -58,7 +58,7 @@
 #include "absl/time/time.h"
 #include "fapo/v1/common.pb.h"
 #include "fapo/v1/scheduler_state.pb.h"
-#include "scheduler/clock.h"
+#include "services/clock/clock.h"
 #include "services/metrics/metrics_registry.h"
 
 namespace fapo::scheduler {

@@ -8,7 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "scheduler/fake_clock.h"
+#include "services/clock/fake_clock.h"
 #include "services/metrics/metrics_registry.h"
 #include "services/status/status_matchers.h"
 

@@ -1,12 +1,12 @@
-#include "scheduler/fake_clock.h"
+#include "services/clock/fake_clock.h"
 
 #include <thread>
 
 #include "absl/synchronization/mutex.h"
 #include "gtest/gtest.h"
-#include "scheduler/clock.h"
+#include "services/clock/clock.h"
 
-namespace fapo::scheduler {
+namespace fapo {
 namespace {
 
 TEST(FakeClockTest, AdvanceMovesNow) {
@@ -80,4 +80,4 @@ TEST(RealClockTest, AwaitTimesOutOnRealDeadline) {
 }
 
 }  // namespace
-}  // namespace fapo::scheduler
+}  // namespace fapo

@@ -1,6 +1,6 @@
-#include "scheduler/clock.h"
+#include "services/clock/clock.h"
 
-namespace fapo::scheduler {
+namespace fapo {
 namespace {
 
 class RealClockImpl final : public Clock {
@@ -21,4 +21,4 @@ Clock* RealClock() {
   return clock;
 }
 
-}  // namespace fapo::scheduler
+}  // namespace fapo

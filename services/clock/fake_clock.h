@@ -1,11 +1,11 @@
-// scheduler/fake_clock.h: a Clock whose time moves only when told to.
+// services/clock/fake_clock.h: a Clock whose time moves only when told to.
 //
 //   FakeClock clock;                      // starts at absl::UnixEpoch()
 //   ... a thread blocks in clock.AwaitWithDeadline(...) ...
 //   clock.WaitForWaiters(1);              // until that thread is waiting
 //   clock.Advance(absl::Seconds(5));      // wakes it if its deadline passed
-#ifndef FAPO_SCHEDULER_FAKE_CLOCK_H_
-#define FAPO_SCHEDULER_FAKE_CLOCK_H_
+#ifndef FAPO_SERVICES_CLOCK_FAKE_CLOCK_H_
+#define FAPO_SERVICES_CLOCK_FAKE_CLOCK_H_
 
 #include <atomic>
 #include <cstdint>
@@ -13,9 +13,9 @@
 
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
-#include "scheduler/clock.h"
+#include "services/clock/clock.h"
 
-namespace fapo::scheduler {
+namespace fapo {
 
 // Thread-safe. Must outlive every call into it.
 class FakeClock final : public Clock {
@@ -51,6 +51,6 @@ class FakeClock final : public Clock {
   std::vector<absl::Mutex*> waiters_ ABSL_GUARDED_BY(waiters_mu_);
 };
 
-}  // namespace fapo::scheduler
+}  // namespace fapo
 
-#endif  // FAPO_SCHEDULER_FAKE_CLOCK_H_
+#endif  // FAPO_SERVICES_CLOCK_FAKE_CLOCK_H_

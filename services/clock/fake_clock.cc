@@ -1,8 +1,8 @@
-#include "scheduler/fake_clock.h"
+#include "services/clock/fake_clock.h"
 
 #include <algorithm>
 
-namespace fapo::scheduler {
+namespace fapo {
 namespace {
 
 struct DeadlineCondition {
@@ -76,4 +76,4 @@ int FakeClock::NumWaiters() {
   return static_cast<int>(waiters_.size());
 }
 
-}  // namespace fapo::scheduler
+}  // namespace fapo

@@ -1,15 +1,16 @@
-// scheduler/clock.h: the scheduler's seam for time.
+// services/clock: the seam for time.
 //
-// Everything in the scheduler that reads the time or waits with a deadline
-// goes through a Clock, so tests swap RealClock() for a FakeClock
-// (fake_clock.h) and move time by hand (STYLE.md, practice 8).
-#ifndef FAPO_SCHEDULER_CLOCK_H_
-#define FAPO_SCHEDULER_CLOCK_H_
+// Everything that reads the time or waits with a deadline (the scheduler's
+// queue, the GenRM batcher's latency stamps) goes through a Clock, so tests
+// swap RealClock() for a FakeClock (fake_clock.h) and move time by hand
+// (STYLE.md, practice 8).
+#ifndef FAPO_SERVICES_CLOCK_CLOCK_H_
+#define FAPO_SERVICES_CLOCK_CLOCK_H_
 
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 
-namespace fapo::scheduler {
+namespace fapo {
 
 // Thread-safe.
 class Clock {
@@ -32,6 +33,6 @@ class Clock {
 // The wall clock (absl::Now). Process-wide, never destroyed.
 Clock* RealClock();
 
-}  // namespace fapo::scheduler
+}  // namespace fapo
 
-#endif  // FAPO_SCHEDULER_CLOCK_H_
+#endif  // FAPO_SERVICES_CLOCK_CLOCK_H_
