@@ -18,7 +18,6 @@ constexpr absl::string_view kAddedCounter = "queue.added";
 constexpr absl::string_view kTrainedCounter = "queue.trained";
 constexpr absl::string_view kRequeuedCounter = "queue.requeued_on_restore";
 constexpr absl::string_view kDroppedPrefix = "queue.dropped.";
-constexpr absl::string_view kGroupSizePrefix = "queue.group_size.";
 
 constexpr TrajectoryState kLiveStates[] = {
     v1::TRAJECTORY_STATE_GENERATED, v1::TRAJECTORY_STATE_SCORING,
@@ -52,14 +51,13 @@ bool IsLive(TrajectoryState state) {
 
 }  // namespace
 
-// NOTE [queue-snapshot]: SchedulerSnapshot has no field for a group's
-// expected size, so the queue stores it among the counters as
-// "queue.group_size.<group_id>", one per open group, next to its real
-// counters ("queue.added", "queue.trained", "queue.dropped.<reason>",
-// "queue.requeued_on_restore"). Keys outside "queue." belong to the
-// scheduler: Restore ignores them and Snapshot does not write them. The
-// order in which complete groups completed is not stored either; Restore
-// queues them by their newest member's arrival, which is deterministic.
+// NOTE [queue-snapshot]: the queue's counters are stored under "queue."
+// ("queue.added", "queue.trained", "queue.dropped.<reason>",
+// "queue.requeued_on_restore"); keys outside "queue." belong to the
+// scheduler: Restore ignores them and Snapshot does not write them. Open
+// groups' sizes go in open_group_sizes. The order in which complete groups
+// completed is not stored; Restore queues them by their newest member's
+// arrival, which is deterministic.
 
 TrajectoryQueue::TrajectoryQueue(TrajectoryQueueOptions options)
     : options_(std::move(options)),
@@ -668,7 +666,7 @@ v1::SchedulerSnapshot TrajectoryQueue::Snapshot() const {
   for (const Entry* entry : held) *snapshot.add_records() = entry->record;
   snapshot.set_next_sequence(next_sequence_);
   for (const auto& [group_id, group] : groups_) {
-    counters[absl::StrCat(kGroupSizePrefix, group_id)] = group.size;
+    (*snapshot.mutable_open_group_sizes())[group_id] = group.size;
   }
   snapshot.mutable_counters()->insert(counters.begin(), counters.end());
   return snapshot;
@@ -686,20 +684,20 @@ absl::StatusOr<std::unique_ptr<TrajectoryQueue>> TrajectoryQueue::Restore(
   TrajectoryQueue& q = *queue;
   absl::MutexLock lock(&q.mu_);
 
-  // Counters and group sizes (NOTE [queue-snapshot]).
+  // Open groups, then counters (NOTE [queue-snapshot]).
+  for (const auto& [group_id, size] : snapshot.open_group_sizes()) {
+    if (group_id.empty() || size <= 0 || size > (1 << 20)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "snapshot open group '", group_id, "': bad size ", size));
+    }
+    Group& group = q.groups_[group_id];
+    group.group_id = group_id;
+    group.size = size;
+    group.members.assign(group.size, nullptr);
+  }
   for (const auto& [key, value] : snapshot.counters()) {
     if (!absl::StartsWith(key, kCounterPrefix)) continue;  // the scheduler's
-    if (absl::StartsWith(key, kGroupSizePrefix)) {
-      std::string group_id(key.substr(kGroupSizePrefix.size()));
-      if (group_id.empty() || value <= 0 || value > (int64_t{1} << 20)) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "snapshot counter '", key, "': bad group (size ", value, ")"));
-      }
-      Group& group = q.groups_[group_id];
-      group.group_id = group_id;
-      group.size = static_cast<int32_t>(value);
-      group.members.assign(group.size, nullptr);
-    } else if (value < 0) {
+    if (value < 0) {
       return absl::InvalidArgumentError(
           absl::StrCat("snapshot counter '", key, "' is negative: ", value));
     } else if (key == kAddedCounter) {

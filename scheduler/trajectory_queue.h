@@ -203,9 +203,9 @@ class TrajectoryQueue {
   std::map<std::string, int64_t> Counters() const;
 
   // Version 1; every record held (live ones and the dropped members of open
-  // groups) in arrival order; next_sequence; counters, including one
-  // "queue.group_size.<group_id>" per open group (NOTE [queue-snapshot] in
-  // the .cc). step and policy_version are left 0: the scheduler owns them.
+  // groups) in arrival order; next_sequence; the queue's counters and the
+  // sizes of open groups (NOTE [queue-snapshot] in the .cc). step and
+  // policy_version are left 0: the scheduler owns them.
   v1::SchedulerSnapshot Snapshot() const;
 
  private:

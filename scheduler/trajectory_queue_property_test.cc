@@ -167,9 +167,7 @@ void CheckCountsAgainstRecount(const TrajectoryQueue& queue) {
   // Complete groups: every member arrived, each scored or dropped, at least
   // one scored. Dropped records are held only in open groups.
   int64_t complete = 0;
-  for (const auto& [key, size] : snapshot.counters()) {
-    if (!absl::StartsWith(key, "queue.group_size.")) continue;
-    std::string group_id = key.substr(std::string("queue.group_size.").size());
+  for (const auto& [group_id, size] : snapshot.open_group_sizes()) {
     const auto& members = by_group[group_id];
     int scored = 0, done = 0;
     for (const auto* record : members) {

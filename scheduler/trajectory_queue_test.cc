@@ -693,9 +693,9 @@ TEST(TrajectoryQueueSnapshotTest, RestoreRequeuesScoringAndKeepsTheRest) {
   ASSERT_EQ(snapshot.records_size(), 4);  // g-0, g-1, g-2 (dropped), h-0
   EXPECT_EQ(snapshot.records(0).trajectory().trajectory_id(), "g-0");
   EXPECT_EQ(snapshot.records(3).trajectory().trajectory_id(), "h-0");
-  EXPECT_EQ(snapshot.counters().at("queue.group_size.g"), 3);
-  EXPECT_EQ(snapshot.counters().at("queue.group_size.empty"), 8);
-  EXPECT_EQ(snapshot.counters().count("queue.group_size.h"), 0u);
+  EXPECT_EQ(snapshot.open_group_sizes().at("g"), 3);
+  EXPECT_EQ(snapshot.open_group_sizes().at("empty"), 8);
+  EXPECT_EQ(snapshot.open_group_sizes().count("h"), 0u);
 
   ASSERT_OK_AND_ASSIGN(auto restored, TrajectoryQueue::Restore(snapshot, {}));
   EXPECT_EQ(StateOf(*restored, "g-0"), v1::TRAJECTORY_STATE_GENERATED);
@@ -765,12 +765,12 @@ TEST(TrajectoryQueueSnapshotTest, RestoreRejectsBadSnapshots) {
   expect_invalid(snapshot, "sample_index 5");
 
   snapshot = ValidSnapshot();
-  snapshot.mutable_counters()->erase("queue.group_size.g");
+  snapshot.mutable_open_group_sizes()->erase("g");
   expect_invalid(snapshot, "has no size");
 
   snapshot = ValidSnapshot();
-  (*snapshot.mutable_counters())["queue.group_size.g"] = 0;
-  expect_invalid(snapshot, "bad group");
+  (*snapshot.mutable_open_group_sizes())["g"] = 0;
+  expect_invalid(snapshot, "bad size");
 
   snapshot = ValidSnapshot();
   snapshot.mutable_records(0)->set_state(v1::TRAJECTORY_STATE_BATCHED);
