@@ -14,8 +14,11 @@
 //   fake_genrm_backend.h (test only) a backend that holds batches until the
 //                        test completes them, and a FakeClock
 //
-// Later, in their own targets: `model` (LibTorch) and `openai` backends, and
-// the gRPC GenrmService adapter.
+//   openai/              `openai`: an OpenAI-compatible /v1/chat/completions
+//                        endpoint (vLLM, SGLang serving a GenRM)
+//   model/               `model`: a causal LM from engine/ (LibTorch)
+//
+// Still to come: the gRPC GenrmService adapter and the server binary.
 #ifndef FAPO_GENRM_SERVER_GENRM_BACKEND_H_
 #define FAPO_GENRM_SERVER_GENRM_BACKEND_H_
 
