@@ -20,34 +20,6 @@
 namespace fapo::genrm {
 namespace {
 
-fapo::v1::VerdictStatus ToProto(algorithm::VerdictStatus status) {
-  // The enums differ numerically (verdict.h): map by name, never cast.
-  switch (status) {
-    case algorithm::VerdictStatus::kOk:
-      return fapo::v1::VERDICT_STATUS_OK;
-    case algorithm::VerdictStatus::kUnparsable:
-      return fapo::v1::VERDICT_STATUS_UNPARSABLE;
-    case algorithm::VerdictStatus::kInvalid:
-      return fapo::v1::VERDICT_STATUS_INVALID;
-    case algorithm::VerdictStatus::kTimeout:
-      return fapo::v1::VERDICT_STATUS_TIMEOUT;
-    case algorithm::VerdictStatus::kSkipped:
-      return fapo::v1::VERDICT_STATUS_SKIPPED;
-  }
-  return fapo::v1::VERDICT_STATUS_UNSPECIFIED;
-}
-
-// `text` cut to at most `max_bytes`, never inside a UTF-8 character (the
-// critique is a proto string field, which must be valid UTF-8).
-std::string TruncateUtf8(absl::string_view text, size_t max_bytes) {
-  if (text.size() <= max_bytes) return std::string(text);
-  size_t end = max_bytes;
-  while (end > 0 && (static_cast<unsigned char>(text[end]) & 0xC0) == 0x80) {
-    --end;
-  }
-  return std::string(text.substr(0, end));
-}
-
 absl::Status ValidateOptions(const ModelBackendOptions& options) {
   if (options.model_dir.empty()) {
     return absl::InvalidArgumentError("model backend: model_dir is required");
@@ -79,18 +51,6 @@ absl::Status ValidateOptions(const ModelBackendOptions& options) {
 
 }  // namespace
 
-std::vector<std::string> GenrmSteps(const fapo::v1::ScoreRequest& request) {
-  if (request.task() != "arith") {
-    return algorithm::SplitParagraphs(request.solution());
-  }
-  // The arith checker's reading of a response, so that the model's step
-  // indices are the rule backend's (NOTE [arith checking rules]).
-  absl::string_view solution = request.solution();
-  if (!solution.empty() && solution.back() == '\n') solution.remove_suffix(1);
-  if (solution.empty()) return {};
-  return absl::StrSplit(solution, '\n');
-}
-
 std::string GenrmModelInputText(const fapo::v1::ScoreRequest& request,
                                 GenrmPromptFormat format) {
   const std::vector<std::string> steps = GenrmSteps(request);
@@ -112,30 +72,6 @@ std::string GenrmModelInputText(const fapo::v1::ScoreRequest& request,
 // correct (its own verifier decided that), so every verdict here says
 // answer_correct = true, as the request's premise. Consumers take the answer
 // check from the task's verifier, never from a model verdict.
-fapo::v1::Verdict VerdictFromSamples(const fapo::v1::ScoreRequest& request,
-                                     int num_steps,
-                                     absl::Span<const std::string> sample_texts,
-                                     size_t max_critique_bytes) {
-  std::vector<algorithm::ParsedVerdict> parsed;
-  parsed.reserve(sample_texts.size());
-  for (const std::string& text : sample_texts) {
-    parsed.push_back(algorithm::ParseVerdict(text, num_steps));
-  }
-  const algorithm::MajorityVerdict vote = algorithm::MajorityVote(parsed);
-
-  fapo::v1::Verdict verdict;
-  verdict.set_trajectory_id(request.trajectory_id());
-  verdict.set_answer_correct(true);
-  verdict.set_status(ToProto(vote.status));
-  verdict.set_first_error_step(vote.first_error_step);
-  verdict.set_num_steps(num_steps);
-  verdict.set_num_samples(vote.num_samples);
-  verdict.set_num_agreeing(vote.num_agreeing);
-  if (!sample_texts.empty()) {
-    verdict.set_critique(TruncateUtf8(sample_texts[0], max_critique_bytes));
-  }
-  return verdict;
-}
 
 absl::StatusOr<std::unique_ptr<ModelBackend>> ModelBackend::Create(
     ModelBackendOptions options) {
@@ -328,8 +264,9 @@ BatchResults ModelBackend::Score(
         results[pending[p].index] = decode_status;
         continue;
       }
-      results[pending[p].index] = VerdictFromSamples(
-          request, pending[p].num_steps, texts, options_.max_critique_bytes);
+      results[pending[p].index] =
+          VerdictFromSamples(request.trajectory_id(), pending[p].num_steps,
+                             texts, options_.max_critique_bytes);
     }
   }
   return results;

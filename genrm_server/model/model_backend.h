@@ -28,6 +28,7 @@
 #include "fapo/v1/common.pb.h"
 #include "fapo/v1/genrm.pb.h"
 #include "genrm_server/genrm_backend.h"
+#include "genrm_server/genrm_text.h"
 
 namespace fapo::engine {
 class CausalLM;
@@ -81,28 +82,12 @@ struct ModelBackendOptions {
       prompt_observer;
 };
 
-// The solution's steps as the GenRM numbers them: for task "arith" its lines
-// (NOTE [arith checking rules] in tasks/arith/checker.h: one trailing '\n'
-// dropped, then split on '\n'; an empty solution has none), otherwise its
-// paragraphs (algorithm::SplitParagraphs).
-std::vector<std::string> GenrmSteps(const fapo::v1::ScoreRequest& request);
+// GenrmSteps and VerdictFromSamples: genrm_server/genrm_text.h.
 
 // The model's input text for `request`: algorithm::BuildGenrmPrompt(problem,
 // ground_truth, GenrmSteps(request)), then formatted per `format`.
 std::string GenrmModelInputText(const fapo::v1::ScoreRequest& request,
                                 GenrmPromptFormat format);
-
-// The verdict for `request` from the texts of its sampled answers (k =
-// sample_texts.size() >= 1): each text is algorithm::ParseVerdict'ed against
-// `num_steps`, then algorithm::MajorityVote'd. Sets trajectory_id, status,
-// first_error_step, num_steps, num_samples, num_agreeing, the critique (the
-// first text cut to `max_critique_bytes` at a UTF-8 boundary) and
-// answer_correct = true (NOTE [model answer_correct] in model_backend.cc).
-// Pure; thread-safe.
-fapo::v1::Verdict VerdictFromSamples(const fapo::v1::ScoreRequest& request,
-                                     int num_steps,
-                                     absl::Span<const std::string> sample_texts,
-                                     size_t max_critique_bytes);
 
 // A GenrmBackend running the GenRM model on one worker thread it owns.
 //

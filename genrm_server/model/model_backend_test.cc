@@ -132,8 +132,8 @@ TEST(GenrmStepsTest, ArithStepsAreLinesAndOtherTasksParagraphs) {
 
 TEST(VerdictFromSamplesTest, OneSampleOkNoErrorJunkAndOutOfRange) {
   const fapo::v1::ScoreRequest request = ArithRequest(3, "a\nb\nc\nd");
-  fapo::v1::Verdict verdict =
-      VerdictFromSamples(request, 4, {"Step 1 is wrong. \\boxed{1}"}, 4096);
+  fapo::v1::Verdict verdict = VerdictFromSamples(
+      request.trajectory_id(), 4, {"Step 1 is wrong. \\boxed{1}"}, 4096);
   EXPECT_EQ(verdict.trajectory_id(), "t3");
   EXPECT_EQ(verdict.status(), fapo::v1::VERDICT_STATUS_OK);
   EXPECT_EQ(verdict.first_error_step(), 1);
@@ -145,16 +145,19 @@ TEST(VerdictFromSamplesTest, OneSampleOkNoErrorJunkAndOutOfRange) {
   EXPECT_FALSE(verdict.has_latency());
   EXPECT_EQ(verdict.genrm_server_id(), "");
 
-  verdict = VerdictFromSamples(request, 4, {"\\boxed{-1}"}, 4096);
+  verdict =
+      VerdictFromSamples(request.trajectory_id(), 4, {"\\boxed{-1}"}, 4096);
   EXPECT_EQ(verdict.status(), fapo::v1::VERDICT_STATUS_OK);
   EXPECT_EQ(verdict.first_error_step(), -1);
 
-  verdict = VerdictFromSamples(request, 4, {"0+1=\n#\n77"}, 4096);
+  verdict =
+      VerdictFromSamples(request.trajectory_id(), 4, {"0+1=\n#\n77"}, 4096);
   EXPECT_EQ(verdict.status(), fapo::v1::VERDICT_STATUS_UNPARSABLE);
   EXPECT_EQ(verdict.first_error_step(), -1);
   EXPECT_EQ(verdict.num_agreeing(), 0);
 
-  verdict = VerdictFromSamples(request, 4, {"\\boxed{4}"}, 4096);
+  verdict =
+      VerdictFromSamples(request.trajectory_id(), 4, {"\\boxed{4}"}, 4096);
   EXPECT_EQ(verdict.status(), fapo::v1::VERDICT_STATUS_INVALID);
   EXPECT_EQ(verdict.first_error_step(), -1);
 }
@@ -162,26 +165,28 @@ TEST(VerdictFromSamplesTest, OneSampleOkNoErrorJunkAndOutOfRange) {
 TEST(VerdictFromSamplesTest, MajorityOfThreeAndTruncatedCritique) {
   const fapo::v1::ScoreRequest request = ArithRequest(0, "a\nb\nc\nd");
   fapo::v1::Verdict verdict = VerdictFromSamples(
-      request, 4, {"\\boxed{2}", "junk", "so \\boxed{2}"}, 5);
+      request.trajectory_id(), 4, {"\\boxed{2}", "junk", "so \\boxed{2}"}, 5);
   EXPECT_EQ(verdict.status(), fapo::v1::VERDICT_STATUS_OK);
   EXPECT_EQ(verdict.first_error_step(), 2);
   EXPECT_EQ(verdict.num_samples(), 3);
   EXPECT_EQ(verdict.num_agreeing(), 2);
   EXPECT_EQ(verdict.critique(), "\\boxe");
 
-  verdict = VerdictFromSamples(
-      request, 4, {"\\boxed{-1}", "\\boxed{3}", "\\boxed{-1}"}, 4096);
+  verdict =
+      VerdictFromSamples(request.trajectory_id(), 4,
+                         {"\\boxed{-1}", "\\boxed{3}", "\\boxed{-1}"}, 4096);
   EXPECT_EQ(verdict.status(), fapo::v1::VERDICT_STATUS_OK);
   EXPECT_EQ(verdict.first_error_step(), -1);
   EXPECT_EQ(verdict.num_agreeing(), 2);
 
-  verdict = VerdictFromSamples(request, 4, {"junk", "\\boxed{9}", "x"}, 4096);
+  verdict = VerdictFromSamples(request.trajectory_id(), 4,
+                               {"junk", "\\boxed{9}", "x"}, 4096);
   EXPECT_EQ(verdict.status(), fapo::v1::VERDICT_STATUS_INVALID);
   EXPECT_EQ(verdict.num_samples(), 3);
   EXPECT_EQ(verdict.num_agreeing(), 0);
 
   // A cut never splits a UTF-8 character: "é" is 2 bytes.
-  verdict = VerdictFromSamples(request, 4, {"a\xC3\xA9z"}, 2);
+  verdict = VerdictFromSamples(request.trajectory_id(), 4, {"a\xC3\xA9z"}, 2);
   EXPECT_EQ(verdict.critique(), "a");
 }
 

@@ -22,6 +22,7 @@
 #include "absl/time/time.h"
 #include "algorithm/genrm_prompt.h"
 #include "algorithm/verdict.h"
+#include "genrm_server/genrm_text.h"
 #include "nlohmann/json.hpp"
 #include "services/status/status_macros.h"
 
@@ -37,44 +38,6 @@ constexpr size_t kMaxResponseBytes = size_t{64} << 20;
 // How much of a server's error text goes into a Status message.
 constexpr size_t kMaxServerMessageBytes = 1024;
 
-fapo::v1::VerdictStatus ToWire(algorithm::VerdictStatus status) {
-  switch (status) {
-    case algorithm::VerdictStatus::kOk:
-      return fapo::v1::VERDICT_STATUS_OK;
-    case algorithm::VerdictStatus::kUnparsable:
-      return fapo::v1::VERDICT_STATUS_UNPARSABLE;
-    case algorithm::VerdictStatus::kInvalid:
-      return fapo::v1::VERDICT_STATUS_INVALID;
-    case algorithm::VerdictStatus::kTimeout:
-      return fapo::v1::VERDICT_STATUS_TIMEOUT;
-    case algorithm::VerdictStatus::kSkipped:
-      return fapo::v1::VERDICT_STATUS_SKIPPED;
-  }
-  return fapo::v1::VERDICT_STATUS_UNSPECIFIED;
-}
-
-// The steps the GenRM numbers (see the header): arith reads lines exactly as
-// tasks/arith/checker.h does, so step indices agree with the rule backend.
-std::vector<std::string> Steps(const fapo::v1::ScoreRequest& request) {
-  if (request.task() != "arith") {
-    return algorithm::SplitParagraphs(request.solution());
-  }
-  absl::string_view text = request.solution();
-  if (absl::EndsWith(text, "\n")) text.remove_suffix(1);
-  if (text.empty()) return {};
-  return absl::StrSplit(text, '\n');
-}
-
-std::string Truncate(absl::string_view text, size_t max_bytes) {
-  if (text.size() <= max_bytes) return std::string(text);
-  // Do not cut a UTF-8 sequence in half: back up over continuation bytes.
-  size_t end = max_bytes;
-  while (end > 0 && (static_cast<unsigned char>(text[end]) & 0xC0) == 0x80) {
-    --end;
-  }
-  return std::string(text.substr(0, end));
-}
-
 // The server's own words for an error: OpenAI's {"error": {"message": ...}},
 // vLLM's {"message": ...} or FastAPI's {"detail": ...}; else the raw body.
 std::string ServerMessage(const std::string& body) {
@@ -84,20 +47,21 @@ std::string ServerMessage(const std::string& body) {
     if (it != parsed.end() && it->is_object()) {
       auto message = it->find("message");
       if (message != it->end() && message->is_string()) {
-        return Truncate(message->get<std::string>(), kMaxServerMessageBytes);
+        return TruncateUtf8(message->get<std::string>(),
+                            kMaxServerMessageBytes);
       }
     }
     if (it != parsed.end() && it->is_string()) {
-      return Truncate(it->get<std::string>(), kMaxServerMessageBytes);
+      return TruncateUtf8(it->get<std::string>(), kMaxServerMessageBytes);
     }
     for (const char* key : {"message", "detail"}) {
       auto field = parsed.find(key);
       if (field != parsed.end() && field->is_string()) {
-        return Truncate(field->get<std::string>(), kMaxServerMessageBytes);
+        return TruncateUtf8(field->get<std::string>(), kMaxServerMessageBytes);
       }
     }
   }
-  return Truncate(body, kMaxServerMessageBytes);
+  return TruncateUtf8(body, kMaxServerMessageBytes);
 }
 
 absl::StatusCode CodeForHttpStatus(long http_status) {
@@ -466,15 +430,15 @@ class OpenAiBackend::Worker {
     if (parsed.is_discarded() || !parsed.is_object()) {
       return absl::InternalError(
           absl::StrCat("response is not a JSON object: \"",
-                       Truncate(call.response, 200), "\""));
+                       TruncateUtf8(call.response, 200), "\""));
     }
     auto choices = parsed.find("choices");
     if (choices == parsed.end() || !choices->is_array() || choices->empty()) {
-      return absl::InternalError(absl::StrCat(
-          "response has no choices: \"", Truncate(call.response, 200), "\""));
+      return absl::InternalError(absl::StrCat("response has no choices: \"",
+                                              TruncateUtf8(call.response, 200),
+                                              "\""));
     }
-    std::vector<algorithm::ParsedVerdict> samples;
-    std::string first_content;
+    std::vector<std::string> samples;
     for (const json& choice : *choices) {
       std::string content;
       if (choice.is_object()) {
@@ -493,20 +457,11 @@ class OpenAiBackend::Worker {
       } else {
         return absl::InternalError("a choice is not an object");
       }
-      samples.push_back(algorithm::ParseVerdict(content, call.num_steps));
-      if (samples.size() == 1) first_content = std::move(content);
+      samples.push_back(std::move(content));
     }
-    const algorithm::MajorityVerdict vote = algorithm::MajorityVote(samples);
-    fapo::v1::Verdict verdict;
-    verdict.set_trajectory_id(call.trajectory_id);
-    verdict.set_answer_correct(true);  // see the header
-    verdict.set_first_error_step(vote.first_error_step);
-    verdict.set_num_steps(call.num_steps);
-    verdict.set_status(ToWire(vote.status));
-    verdict.set_critique(Truncate(first_content, options_.max_critique_bytes));
-    verdict.set_num_samples(vote.num_samples);
-    verdict.set_num_agreeing(vote.num_agreeing);
-    return verdict;
+    // answer_correct is true: see the header.
+    return VerdictFromSamples(call.trajectory_id, call.num_steps, samples,
+                              options_.max_critique_bytes);
   }
 
   void FailOrRetry(std::unique_ptr<Call> call, absl::Status cause,
@@ -661,7 +616,7 @@ void OpenAiBackend::ScoreBatch(std::vector<fapo::v1::ScoreRequest> requests,
     call->index = i;
     call->request_id = request.request_id();
     call->trajectory_id = request.trajectory_id();
-    const std::vector<std::string> steps = Steps(request);
+    const std::vector<std::string> steps = GenrmSteps(request);
     call->num_steps = static_cast<int>(steps.size());
     json body = {
         {"model", options_.model},
