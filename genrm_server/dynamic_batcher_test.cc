@@ -14,9 +14,12 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "services/status/status_matchers.h"
+#include "tests/support/eventually.h"
 
 namespace fapo::genrm {
 namespace {
+
+using ::fapo::testing::Eventually;
 
 using ::fapo::testing::IsOk;
 using ::fapo::testing::StatusIs;
@@ -29,17 +32,6 @@ fapo::v1::ScoreRequest Request(const std::string& trajectory_id) {
   request.set_trajectory_id(trajectory_id);
   request.set_task("arith");
   return request;
-}
-
-// Polls `predicate` for up to 10 s (for states reached on another thread).
-template <typename Predicate>
-bool Eventually(Predicate predicate) {
-  const absl::Time deadline = absl::Now() + absl::Seconds(10);
-  while (absl::Now() < deadline) {
-    if (predicate()) return true;
-    absl::SleepFor(absl::Milliseconds(1));
-  }
-  return predicate();
 }
 
 struct Fixture {

@@ -13,12 +13,17 @@
 //                        of up to B requests or T ms, bounded in flight
 //   fake_genrm_backend.h (test only) a backend that holds batches until the
 //                        test completes them, and a FakeClock
+//   genrm_backend_contract.h (test only) the contract below as a gtest suite
+//   backend_factory.h    the job spec's genrm section -> backend + batcher
+//                        options
+//   genrm_service.h      the gRPC adapter (fapo.v1.GenRM) over the batcher,
+//                        and the server's metrics
 //
 //   openai/              `openai`: an OpenAI-compatible /v1/chat/completions
 //                        endpoint (vLLM, SGLang serving a GenRM)
 //   model/               `model`: a causal LM from engine/ (LibTorch)
 //
-// Still to come: the gRPC GenrmService adapter and the server binary.
+// The binary is services/cli/genrm_server_main.cc (fapo-genrm-server).
 #ifndef FAPO_GENRM_SERVER_GENRM_BACKEND_H_
 #define FAPO_GENRM_SERVER_GENRM_BACKEND_H_
 
@@ -40,8 +45,8 @@ namespace fapo::genrm {
 using BatchResults = std::vector<absl::StatusOr<fapo::v1::Verdict>>;
 using BatchDone = std::function<void(BatchResults)>;
 
-// Judges batches of ScoreRequests. Implementations: rule, latency (and later
-// model, openai).
+// Judges batches of ScoreRequests. Implementations: rule, latency, model,
+// openai.
 //
 // Contract (checked for every implementation by genrm_backend_contract_test):
 //   - ScoreBatch is asynchronous: `done` runs exactly once, with exactly

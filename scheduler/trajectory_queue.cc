@@ -315,7 +315,12 @@ absl::Status TrajectoryQueue::CheckAddLocked(const v1::Trajectory& trajectory,
         group_size, ") of group '", trajectory.group_id(), "'"));
   }
   auto group = groups_.find(trajectory.group_id());
-  if (group == groups_.end()) return absl::OkStatus();
+  if (group == groups_.end()) {
+    if (!options_.require_registered_groups) return absl::OkStatus();
+    return absl::NotFoundError(absl::StrCat(
+        "trajectory '", id, "': group '", trajectory.group_id(),
+        "' is not open (never registered, dropped or already taken)"));
+  }
   if (group->second.size != group_size) {
     return absl::InvalidArgumentError(
         absl::StrCat("trajectory '", id, "': group '", trajectory.group_id(),
@@ -527,7 +532,11 @@ absl::Status TrajectoryQueue::Drop(absl::string_view id,
 }
 
 absl::StatusOr<std::vector<std::string>> TrajectoryQueue::DropGroup(
-    absl::string_view group_id) {
+    absl::string_view group_id, absl::string_view reason) {
+  if (reason.empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("DropGroup '", group_id, "': empty reason"));
+  }
   absl::MutexLock lock(&mu_);
   auto it = groups_.find(group_id);
   if (it == groups_.end()) {
@@ -545,7 +554,7 @@ absl::StatusOr<std::vector<std::string>> TrajectoryQueue::DropGroup(
     if (state == v1::TRAJECTORY_STATE_SCORING) {
       in_flight.push_back(member->record.trajectory().trajectory_id());
     }
-    DropLocked(member, kGroupDroppedReason);
+    DropLocked(member, reason);
   }
   CloseGroupLocked(group);
   return in_flight;

@@ -81,6 +81,11 @@ struct TrajectoryQueueOptions {
   // kWait only: how long Add (without an explicit deadline) waits for room.
   // Default 30 s.
   absl::Duration max_wait = absl::Seconds(30);
+  // true: Add refuses (NotFound) a trajectory whose group is not open, i.e.
+  // was never registered with RegisterGroup, was dropped or was taken; the
+  // scheduler uses this so a late sample of a dropped group cannot reopen
+  // it. false: the first Add opens the group. Default false.
+  bool require_registered_groups = false;
   // Not owned; null = RealClock(). Must outlive the queue.
   Clock* clock = nullptr;
   // Not owned; null = no metrics. Must outlive the queue. Exports
@@ -171,12 +176,14 @@ class TrajectoryQueue {
   // Any non-terminal state -> dropped with `reason` (non-empty).
   absl::Status Drop(absl::string_view id, absl::string_view reason);
 
-  // Drops every non-terminal member of an open group (reason
-  // "group_dropped") and closes the group. Returns the ids that were
-  // scoring, so the caller can cancel their GenRM calls. NotFound for a
-  // group that is not open (unknown, taken or already dropped).
+  // Drops every non-terminal member of an open group with `reason`
+  // (non-empty; default "group_dropped") and closes the group. Returns the
+  // ids that were scoring, so the caller can cancel their GenRM calls.
+  // NotFound for a group that is not open (unknown, taken or already
+  // dropped).
   absl::StatusOr<std::vector<std::string>> DropGroup(
-      absl::string_view group_id);
+      absl::string_view group_id,
+      absl::string_view reason = kGroupDroppedReason);
 
   // Up to `max_groups` complete groups, in order of completion; their
   // scored members go to batched.

@@ -311,6 +311,27 @@ TEST(TrajectoryQueueTest, RegisterGroupFixesTheSize) {
   EXPECT_THAT(queue->IsGroupComplete("g"), IsOkAndHolds(false));
 }
 
+TEST(TrajectoryQueueTest, RequireRegisteredGroupsRefusesClosedGroups) {
+  TrajectoryQueueOptions options;
+  options.require_registered_groups = true;
+  auto queue = NewQueue(options);
+  EXPECT_THAT(queue->Add(MakeTrajectory("a", "never", 0), v1::Prompt(), 2),
+              StatusIs(absl::StatusCode::kNotFound));
+  ASSERT_OK(queue->RegisterGroup("g", 2));
+  ASSERT_OK(queue->Add(MakeTrajectory("g-0", "g", 0), v1::Prompt(), 2));
+  ASSERT_OK_AND_ASSIGN(std::vector<std::string> scoring,
+                       queue->DropGroup("g", "aborted"));
+  EXPECT_THAT(scoring, IsEmpty());
+  // A late sample of the dropped group does not reopen it.
+  EXPECT_THAT(queue->Add(MakeTrajectory("g-1", "g", 1), v1::Prompt(), 2),
+              StatusIs(absl::StatusCode::kNotFound));
+  EXPECT_THAT(queue->IsGroupComplete("g"),
+              StatusIs(absl::StatusCode::kNotFound));
+  EXPECT_EQ(queue->Counters().at("queue.dropped.aborted"), 1);
+  EXPECT_THAT(queue->DropGroup("g", ""),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+}
+
 TEST(TrajectoryQueueTest, DropFromEveryLiveStateCountsReasons) {
   auto queue = NewQueue();
   AddGroup(*queue, "g", 4);

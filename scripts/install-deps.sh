@@ -26,7 +26,7 @@ apt_packages=(
   libgtest-dev libgmock-dev googletest libbenchmark-dev
   libcivetweb-dev nlohmann-json3-dev libcurl4-openssl-dev libpcre2-dev
   libutf8proc-dev xz-utils
-  prometheus redis-server openssl curl ca-certificates
+  prometheus redis-server libhiredis-dev openssl curl ca-certificates
 )
 
 missing=()

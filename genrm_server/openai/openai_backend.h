@@ -6,6 +6,8 @@
 //   openai_backend.h       OpenAiBackend and its options (this file)
 //   openai_backend_test.cc tests against a local civetweb server that speaks
 //                          the API, with scripted failures
+//   fake_openai_server.h   (test only) that server, shared with the
+//                          GenrmBackend contract test
 //
 // One request of a batch = one POST {base_url}/chat/completions with
 //   {"model": M, "messages": [{"role": "user", "content": PROMPT}],

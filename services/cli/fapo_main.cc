@@ -12,6 +12,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
+#include "scheduler/task_source.h"
 #include "services/cli/flags.h"
 #include "services/cli/spec_bridge.h"
 #include "services/config/job_spec.h"
@@ -59,6 +60,13 @@ int Validate(const std::vector<std::string>& args) {
       config::LoadJobSpecFile(path, overrides);
   if (!spec.ok()) {
     std::cerr << spec.status().message() << "\n";
+    return 1;
+  }
+  // What the schema cannot see: the task's own rules (the exact-arithmetic
+  // int64 bound) and whether the dataset loads.
+  absl::Status task = scheduler::ValidateTaskOptions(*spec);
+  if (!task.ok()) {
+    std::cerr << path << ": " << task.message() << "\n";
     return 1;
   }
   if (!quiet) {

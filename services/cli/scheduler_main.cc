@@ -1,3 +1,4 @@
+#include "scheduler/scheduler_server.h"
 #include "services/cli/service_main.h"
 
 int main(int argc, char** argv) {
@@ -9,8 +10,6 @@ int main(int argc, char** argv) {
       "workers, queues their trajectories, sends each correct one to the "
       "least-loaded GenRM server at once, computes FAPO rewards and GRPO "
       "advantages, and feeds complete groups to the trainer.";
-  definition.missing_note =
-      "the Scheduler service arrives in stage 4 (issue #5); this build "
-      "serves only health, reflection and /metrics";
+  definition.factory = fapo::scheduler::SchedulerServer::Create;
   return fapo::cli::RunServiceMain(definition, argc, argv);
 }

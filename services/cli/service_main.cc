@@ -1,7 +1,9 @@
 #include "services/cli/service_main.h"
 
+#include <signal.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdio>
 #include <fstream>
 #include <iostream>
@@ -23,6 +25,8 @@ struct ServiceFlags {
   std::string config;
   std::vector<std::string> overrides;
   std::string host = "0.0.0.0";
+  std::string advertise_host;
+  std::string scheduler;
   int64_t port = 0;
   int64_t metrics_port = -1;
   std::string ready_file;
@@ -30,6 +34,16 @@ struct ServiceFlags {
   std::string log_level = "info";
   int64_t drain_timeout_ms = 10000;
 };
+
+std::atomic<int> requested_exit_code{0};
+
+std::string Hostname() {
+  char host[256] = {};
+  if (gethostname(host, sizeof(host) - 1) != 0 || host[0] == '\0') {
+    return "localhost";
+  }
+  return host;
+}
 
 absl::Status WriteFileAtomically(const std::string& path,
                                  const std::string& contents) {
@@ -58,7 +72,7 @@ void RegisterProcessMetrics(metrics::MetricsRegistry* registry,
                                   {"component", "version"});
   if (build.ok()) {
     (*build)
-        ->WithLabels({{"component", component}, {"version", "0.1.0"}})
+        ->WithLabels({{"component", component}, {"version", kBuildVersion}})
         .Set(1);
   }
   auto start =
@@ -71,6 +85,35 @@ void RegisterProcessMetrics(metrics::MetricsRegistry* registry,
 }
 
 }  // namespace
+
+void RequestShutdown(int exit_code) {
+  int current = requested_exit_code.load();
+  while (exit_code > current &&
+         !requested_exit_code.compare_exchange_weak(current, exit_code)) {
+  }
+  // SIGTERM is blocked in every thread and awaited by
+  // rpc::WaitForShutdownSignal (sigwait), so this wakes the main thread
+  // exactly as an external SIGTERM would.
+  kill(getpid(), SIGTERM);
+}
+
+std::string JoinHostPort(const std::string& host, int port) {
+  if (host.find(':') != std::string::npos && host.front() != '[') {
+    return absl::StrCat("[", host, "]:", port);
+  }
+  return absl::StrCat(host, ":", port);
+}
+
+std::string AdvertisedHost(const std::string& bind_host,
+                           const std::string& advertise_host,
+                           const std::string& hostname) {
+  if (!advertise_host.empty()) return advertise_host;
+  if (bind_host.empty() || bind_host == "0.0.0.0" || bind_host == "::" ||
+      bind_host == "[::]") {
+    return hostname;
+  }
+  return bind_host;
+}
 
 int RunServiceMain(const ServiceDefinition& definition, int argc, char** argv) {
   rpc::BlockShutdownSignals();
@@ -87,6 +130,11 @@ int RunServiceMain(const ServiceDefinition& definition, int argc, char** argv) {
   flags.Repeated("set", &values.overrides, "KEY=VALUE",
                  "override a job spec key, e.g. --set rollout.temperature=0.7");
   flags.String("host", &values.host, "HOST", "address the gRPC server binds");
+  flags.String("advertise-host", &values.advertise_host, "HOST",
+               "address others use to reach this process (default: --host, "
+               "or the hostname when --host is 0.0.0.0 or ::)");
+  flags.String("scheduler", &values.scheduler, "HOST:PORT",
+               "the scheduler to register with (default: none)");
   flags.Int("port", &values.port, "gRPC port; 0 picks a free port");
   flags.Int("metrics-port", &values.metrics_port,
             "port of /metrics; -1 uses metrics.port from the job spec");
@@ -129,9 +177,7 @@ int RunServiceMain(const ServiceDefinition& definition, int argc, char** argv) {
     return 2;
   }
   if (values.worker_id.empty()) {
-    char host[256] = "host";
-    gethostname(host, sizeof(host) - 1);
-    values.worker_id = absl::StrCat(host, "-", getpid());
+    values.worker_id = absl::StrCat(Hostname(), "-", getpid());
   }
 
   metrics::MetricsRegistry& registry = metrics::DefaultMetricsRegistry();
@@ -155,8 +201,8 @@ int RunServiceMain(const ServiceDefinition& definition, int argc, char** argv) {
   std::unique_ptr<ServiceInstance> instance;
   std::vector<rpc::RegisteredService> services;
   if (definition.factory) {
-    auto made =
-        definition.factory(ServiceContext{&*spec, &registry, values.worker_id});
+    auto made = definition.factory(
+        ServiceContext{&*spec, &registry, values.worker_id, values.scheduler});
     if (!made.ok()) {
       FAPO_LOG(ERROR) << "cannot start " << definition.component << ": "
                       << made.status();
@@ -166,6 +212,10 @@ int RunServiceMain(const ServiceDefinition& definition, int argc, char** argv) {
     services = instance->services();
   } else {
     FAPO_LOG(WARNING) << definition.missing_note;
+    if (!values.scheduler.empty()) {
+      FAPO_LOG(WARNING) << "--scheduler ignored: this build of "
+                        << definition.binary << " does not register";
+    }
   }
 
   rpc::ServerOptions server_options;
@@ -179,6 +229,20 @@ int RunServiceMain(const ServiceDefinition& definition, int argc, char** argv) {
     return 1;
   }
 
+  const std::string advertised_address = JoinHostPort(
+      AdvertisedHost(values.host, values.advertise_host, Hostname()),
+      (*server)->port());
+  if (instance != nullptr) {
+    absl::Status serving = instance->OnServing(advertised_address);
+    if (!serving.ok()) {
+      FAPO_LOG(ERROR) << "cannot start " << definition.component << ": "
+                      << serving;
+      (*server)->Shutdown();
+      instance.reset();
+      return 1;
+    }
+  }
+
   if (!values.ready_file.empty()) {
     nlohmann::json ready = {
         {"component", definition.component},
@@ -186,6 +250,7 @@ int RunServiceMain(const ServiceDefinition& definition, int argc, char** argv) {
         {"pid", getpid()},
         {"grpc_address", (*server)->address()},
         {"grpc_port", (*server)->port()},
+        {"advertised_address", advertised_address},
         {"metrics_url", metrics_server ? metrics_server->url() : ""},
     };
     absl::Status written =
@@ -200,12 +265,19 @@ int RunServiceMain(const ServiceDefinition& definition, int argc, char** argv) {
                  << (metrics_server ? metrics_server->url() : "off");
 
   int signal_number = rpc::WaitForShutdownSignal();
-  FAPO_LOG(INFO) << "signal " << signal_number << " received; stopping";
+  const int exit_code = requested_exit_code.load();
+  FAPO_LOG(INFO) << "signal " << signal_number << " received; stopping"
+                 << (exit_code != 0 ? absl::StrCat(" (exit code ", exit_code,
+                                                   " requested)")
+                                    : std::string());
+  (*server)->SetServing(false);
+  if (instance != nullptr) instance->OnStopping();
   (*server)->Shutdown();
   instance.reset();
   metrics_server.reset();
-  FAPO_LOG(INFO) << definition.component << " stopped cleanly";
-  return 0;
+  FAPO_LOG(INFO) << definition.component << " stopped"
+                 << (exit_code == 0 ? " cleanly" : "");
+  return exit_code;
 }
 
 }  // namespace fapo::cli

@@ -161,6 +161,21 @@ CheckResult Checker::Check(const Problem& problem,
   return result;
 }
 
+bool Checker::AnswerCorrect(const Problem& problem,
+                            absl::string_view response) const {
+  // The same answer rule as Check (NOTE [arith checking rules]), without
+  // walking the steps: only the last line matters.
+  if (!response.empty() && response.back() == '\n') response.remove_suffix(1);
+  const size_t newline = response.rfind('\n');
+  const absl::string_view last_line = newline == absl::string_view::npos
+                                          ? response
+                                          : response.substr(newline + 1);
+  const std::optional<int64_t> stated_answer = ParseAnswerLine(last_line);
+  if (!stated_answer.has_value()) return false;
+  const std::optional<int64_t> truth = GroundTruthOrNone(problem, options_);
+  return truth.has_value() && *truth == *stated_answer;
+}
+
 absl::StatusOr<CheckResult> Checker::CheckPromptText(
     absl::string_view prompt, absl::string_view response) const {
   absl::StatusOr<Problem> problem = ParsePrompt(prompt);

@@ -79,7 +79,11 @@ class Checker {
   // when its exact evaluation overflows int64 no answer is correct.
   CheckResult Check(const Problem& problem, absl::string_view response) const;
 
-  // Same, with the problem given as prompt text. InvalidArgument when
+  // Check(problem, response).answer_correct, reading only the last line:
+  // what the outcome reward needs, at a cost independent of the length.
+  bool AnswerCorrect(const Problem& problem, absl::string_view response) const;
+
+  // Same as Check, with the problem given as prompt text. InvalidArgument when
   // ParsePrompt rejects `prompt`.
   absl::StatusOr<CheckResult> CheckPromptText(absl::string_view prompt,
                                               absl::string_view response) const;

@@ -310,7 +310,7 @@ TEST(CheckerReferenceTest, AgreesOnRandomTraces) {
       {1, 3, 20, 7, 3},   // operands above the modulus, non-divisor moduli
   };
   constexpr int kTracesPerOptions = 20000;
-  int total = 0, mismatches = 0;
+  int total = 0, mismatches = 0, answer_mismatches = 0;
   int classes[3] = {0, 0, 0};
   for (size_t o = 0; o < option_sets.size(); ++o) {
     const ArithOptions& options = option_sets[o];
@@ -323,6 +323,10 @@ TEST(CheckerReferenceTest, AgreesOnRandomTraces) {
       const std::string response = maker.Make(problem);
       const CheckResult actual = checker.Check(problem, response);
       const CheckResult expected = ReferenceCheck(problem, response, options);
+      // The last-line shortcut the scheduler's verifier uses agrees too.
+      if (checker.AnswerCorrect(problem, response) != expected.answer_correct) {
+        ++answer_mismatches;
+      }
       ++total;
       ++classes[static_cast<int>(actual.trace_class)];
       if (!(actual == expected)) {
@@ -339,6 +343,7 @@ TEST(CheckerReferenceTest, AgreesOnRandomTraces) {
   }
   EXPECT_EQ(total, 100000);
   EXPECT_EQ(mismatches, 0);
+  EXPECT_EQ(answer_mismatches, 0);
   // The mix exercises all three classes substantially.
   EXPECT_GT(classes[static_cast<int>(TraceClass::kSound)], 10000);
   EXPECT_GT(classes[static_cast<int>(TraceClass::kFlawedPositive)], 5000);

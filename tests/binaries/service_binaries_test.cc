@@ -158,6 +158,23 @@ TEST_F(BinariesTest, ValidateReportsEveryProblemWithItsLocation) {
   EXPECT_THAT(missing.stderr_text, HasSubstr("nope.yaml"));
 }
 
+TEST_F(BinariesTest, ValidateChecksTheTaskToo) {
+  // Schema-valid, but 9^40 overflows exact int64 arithmetic.
+  CommandResult overflow = RunTool(
+      {BinaryPath("fapo"), "validate", SourcePath("configs/quickstart.yaml"),
+       "--set", "data.arith.value_modulus=0", "--set",
+       "data.arith.max_ops=40"});
+  EXPECT_EQ(overflow.exit_code, 1);
+  EXPECT_THAT(overflow.stderr_text, HasSubstr("data.arith"));
+  CommandResult no_data = RunTool(
+      {BinaryPath("fapo"), "validate", SourcePath("configs/quickstart.yaml"),
+       "--set", "data.task=math", "--set",
+       "data.math.path=" + dir_ + "/missing.jsonl"});
+  EXPECT_EQ(no_data.exit_code, 1);
+  EXPECT_THAT(no_data.stderr_text, HasSubstr("data.math.path"));
+  EXPECT_THAT(no_data.stderr_text, HasSubstr("missing.jsonl"));
+}
+
 TEST_F(BinariesTest, EveryServiceHasHelpAndRefusesBadConfig) {
   std::string bad = WriteFile("bad.yaml", "job:\n  name: [1, 2]\n");
   for (const char* binary : kServiceBinaries) {

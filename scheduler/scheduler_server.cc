@@ -1,0 +1,103 @@
+#include "scheduler/scheduler_server.h"
+
+#include <utility>
+
+#include "services/cli/spec_bridge.h"
+#include "services/logging/log.h"
+#include "services/status/status_macros.h"
+
+namespace fapo::scheduler {
+
+absl::StatusOr<std::unique_ptr<cli::ServiceInstance>> SchedulerServer::Create(
+    const cli::ServiceContext& context) {
+  const config::JobSpec& spec = *context.spec;
+  std::unique_ptr<SchedulerServer> server(new SchedulerServer());
+  const rpc::SecurityOptions security = cli::RpcSecurityFromSpec(spec.security);
+
+  GrpcGenrmClientOptions genrm_options;
+  genrm_options.channel.security = security;
+  ASSIGN_OR_RETURN(server->genrm_client_,
+                   GrpcGenrmClient::Create(std::move(genrm_options)));
+  GrpcRolloutClientOptions rollout_options;
+  rollout_options.channel.security = security;
+  ASSIGN_OR_RETURN(server->rollout_client_,
+                   GrpcRolloutClient::Create(std::move(rollout_options)));
+
+  ASSIGN_OR_RETURN(std::unique_ptr<PromptSource> prompts,
+                   MakePromptSource(spec));
+  ASSIGN_OR_RETURN(std::unique_ptr<AnswerVerifier> verifier,
+                   MakeAnswerVerifier(spec));
+  SchedulerOptions options = SchedulerOptionsFromSpec(spec);
+  options.metrics = context.registry;
+  server->tick_interval_ = options.workers.heartbeat_interval;
+  ASSIGN_OR_RETURN(server->scheduler_,
+                   Scheduler::Create(std::move(options), std::move(prompts),
+                                     std::move(verifier),
+                                     server->genrm_client_.get()));
+  server->service_ = std::make_unique<SchedulerService>(server->scheduler_.get());
+  ASSIGN_OR_RETURN(server->driver_,
+                   RolloutDriver::Create(RolloutDriverOptionsFromSpec(spec),
+                                         server->scheduler_.get(),
+                                         server->rollout_client_.get()));
+  return std::unique_ptr<cli::ServiceInstance>(std::move(server));
+}
+
+SchedulerServer::~SchedulerServer() { OnStopping(); }
+
+std::vector<rpc::RegisteredService> SchedulerServer::services() {
+  return {rpc::RegisteredService{service_.get(), "fapo.v1.Scheduler"}};
+}
+
+absl::Status SchedulerServer::OnServing(const std::string& advertised_address) {
+  FAPO_LOG(INFO) << "scheduler serving at " << advertised_address
+                 << "; workers register with --scheduler "
+                 << advertised_address;
+  driver_->Start();
+  ticker_ = std::thread([this] { TickLoop(); });
+  return absl::OkStatus();
+}
+
+void SchedulerServer::TickLoop() {
+  absl::Time finished = absl::InfiniteFuture();
+  while (true) {
+    {
+      absl::MutexLock lock(&mu_);
+      auto stopping = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+        return stopping_;
+      };
+      if (mu_.AwaitWithTimeout(absl::Condition(&stopping), tick_interval_)) {
+        return;
+      }
+    }
+    scheduler_->Tick();
+    const v1::JobState state = scheduler_->state();
+    if (state != v1::JOB_STATE_SUCCEEDED && state != v1::JOB_STATE_FAILED) {
+      continue;
+    }
+    const absl::Time now = absl::Now();
+    if (finished == absl::InfiniteFuture()) {
+      finished = now;
+      if (state == v1::JOB_STATE_FAILED) {
+        FAPO_LOG(ERROR) << "job failed: "
+                        << scheduler_->GetJobStatus().error();
+      }
+    }
+    // Workers learn the outcome from their next heartbeat, then exit.
+    if (now - finished >= 2 * tick_interval_) {
+      cli::RequestShutdown(state == v1::JOB_STATE_FAILED ? 1 : 0);
+      return;
+    }
+  }
+}
+
+void SchedulerServer::OnStopping() {
+  {
+    absl::MutexLock lock(&mu_);
+    if (stopping_) return;
+    stopping_ = true;
+  }
+  if (ticker_.joinable()) ticker_.join();
+  if (driver_ != nullptr) driver_->Shutdown();
+}
+
+}  // namespace fapo::scheduler

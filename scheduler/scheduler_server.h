@@ -1,0 +1,63 @@
+// SchedulerServer: what fapo-scheduler runs (a cli::ServiceInstance). It
+// wires the Scheduler logic to the world:
+//
+//   GrpcGenrmClient    -> the GenRM servers that register (dispatcher)
+//   GrpcRolloutClient  -> the rollout workers that register (RolloutDriver)
+//   SchedulerService   <- RegisterWorker, Heartbeat, GetJobStatus, StopJob
+//   a ticker thread    -> Scheduler::Tick every heartbeat interval; once the
+//                         job has SUCCEEDED or FAILED it lets the workers
+//                         see it for two heartbeat intervals, then stops the
+//                         process (exit 1 when the job failed, naming why).
+//
+// Everything is built from the job spec; a bad spec or an unloadable dataset
+// is an error from Create, before the server binds its port. The trainer
+// side (TrainStep, weight sync, checkpoints) arrives with stage 5.
+#ifndef FAPO_SCHEDULER_SCHEDULER_SERVER_H_
+#define FAPO_SCHEDULER_SCHEDULER_SERVER_H_
+
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "scheduler/grpc_genrm_client.h"
+#include "scheduler/grpc_rollout_client.h"
+#include "scheduler/rollout_driver.h"
+#include "scheduler/scheduler.h"
+#include "scheduler/scheduler_service.h"
+#include "services/cli/service_main.h"
+
+namespace fapo::scheduler {
+
+class SchedulerServer final : public cli::ServiceInstance {
+ public:
+  static absl::StatusOr<std::unique_ptr<cli::ServiceInstance>> Create(
+      const cli::ServiceContext& context);
+
+  ~SchedulerServer() override;
+
+  std::vector<rpc::RegisteredService> services() override;
+  absl::Status OnServing(const std::string& advertised_address) override;
+  void OnStopping() override;
+
+ private:
+  SchedulerServer() = default;
+  void TickLoop();
+
+  std::unique_ptr<GrpcGenrmClient> genrm_client_;
+  std::unique_ptr<GrpcRolloutClient> rollout_client_;
+  std::unique_ptr<Scheduler> scheduler_;
+  std::unique_ptr<SchedulerService> service_;
+  std::unique_ptr<RolloutDriver> driver_;
+  absl::Duration tick_interval_;
+
+  absl::Mutex mu_;
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  std::thread ticker_;
+};
+
+}  // namespace fapo::scheduler
+
+#endif  // FAPO_SCHEDULER_SCHEDULER_SERVER_H_
