@@ -9,6 +9,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
+#include "google/protobuf/util/message_differencer.h"
 #include "gtest/gtest.h"
 #include "scheduler/fake_genrm_client.h"
 #include "services/clock/fake_clock.h"
@@ -480,6 +481,37 @@ TEST_F(SchedulerTest, SnapshotAndRestoreContinueTheSameJob) {
   ASSERT_TRUE(fresh->has_value());
   EXPECT_EQ((*fresh)->prompt.prompt_id(), "arith-4");
   (void)g0;
+}
+
+TEST_F(SchedulerTest, RestoringASnapshotGivesTheSameSnapshot) {
+  SchedulerOptions options = Small();
+  options.groups_per_step = 2;
+  options.total_steps = 4;
+  Start(options);
+  AddGenrm("genrm-a");
+  Generate({Kind::kWrong, Kind::kSound, Kind::kFlawed, Kind::kWrong});
+  Generate({Kind::kSound, Kind::kSound, Kind::kWrong, Kind::kWrong});
+  AnswerAllOpenCalls();
+  ASSERT_NE(scheduler_->TakeTrainBatch(), nullptr);
+  ASSERT_THAT(scheduler_->CompleteTrainStep(1, 1, {}), IsOk());
+  // One complete group waiting, one scored and batched pending, a prompt
+  // queued for regeneration, counters of every kind.
+  Generate({Kind::kFlawed, Kind::kWrong, Kind::kWrong, Kind::kSound}, 1);
+  AnswerAllOpenCalls();
+  ASSERT_EQ(scheduler_->TakeTrainBatch(), nullptr);  // 1 of 2 groups
+  Generate({Kind::kSound, Kind::kWrong, Kind::kWrong, Kind::kWrong}, 1);
+  AnswerAllOpenCalls();
+  auto aborted = scheduler_->NextPromptGroup();
+  ASSERT_THAT(scheduler_->AbortGroup((*aborted)->group_id, "test"), IsOk());
+  const v1::SchedulerSnapshot before = scheduler_->Snapshot();
+  ASSERT_GT(before.regenerate_size(), 0);
+
+  scheduler_.reset();
+  Start(options, &before);
+  const v1::SchedulerSnapshot after = scheduler_->Snapshot();
+  EXPECT_TRUE(google::protobuf::util::MessageDifferencer::Equals(before, after))
+      << "before:\n" << before.DebugString() << "after:\n"
+      << after.DebugString();
 }
 
 TEST_F(SchedulerTest, RestoreRefusesAPromptSourceAtAnotherPosition) {

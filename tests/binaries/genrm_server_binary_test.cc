@@ -11,7 +11,6 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
-#include "curl/curl.h"
 #include "fapo/v1/genrm.grpc.pb.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -21,6 +20,7 @@
 #include "services/rpc/server.h"
 #include "services/status/status_matchers.h"
 #include "tests/support/eventually.h"
+#include "tests/support/http_get.h"
 #include "tests/support/subprocess.h"
 
 namespace fapo {
@@ -35,22 +35,10 @@ using ::fapo::testing::SourcePath;
 using ::fapo::testing::Subprocess;
 using ::testing::HasSubstr;
 
-size_t CollectBody(char* data, size_t size, size_t count, void* body) {
-  static_cast<std::string*>(body)->append(data, size * count);
-  return size * count;
-}
-
 std::string HttpGet(const std::string& url) {
-  std::string body;
-  CURL* curl = curl_easy_init();
-  curl_easy_setopt(curl, CURLOPT_URL, url.c_str());
-  curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, CollectBody);
-  curl_easy_setopt(curl, CURLOPT_WRITEDATA, &body);
-  curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, 5000L);
-  CURLcode code = curl_easy_perform(curl);
-  curl_easy_cleanup(curl);
-  EXPECT_EQ(code, CURLE_OK) << url;
-  return body;
+  absl::StatusOr<std::string> body = testing::HttpGet(url);
+  EXPECT_THAT(body, IsOk()) << url;
+  return body.ok() ? *body : "";
 }
 
 class GenrmServerBinaryTest : public ::testing::Test {

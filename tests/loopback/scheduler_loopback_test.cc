@@ -27,6 +27,7 @@
 #include "tasks/arith/problem.h"
 #include "tasks/arith/solution.h"
 #include "tests/support/eventually.h"
+#include "tests/support/http_get.h"
 #include "tests/support/subprocess.h"
 
 namespace fapo {
@@ -37,6 +38,7 @@ using ::fapo::testing::Eventually;
 using ::fapo::testing::BinaryPath;
 using ::fapo::testing::IsOk;
 using ::fapo::testing::SourcePath;
+using ::testing::HasSubstr;
 using ::fapo::testing::Subprocess;
 
 constexpr int kGroupSize = 4;
@@ -202,9 +204,14 @@ class SchedulerLoopbackTest : public ::testing::Test {
 TEST_F(SchedulerLoopbackTest, EveryTrajectoryIsScoredOnceWhenAGenrmServerDies) {
   ASSERT_THAT(dir_.status(), IsOk());
   nlohmann::json ready;
-  auto scheduler = Start("fapo-scheduler", "scheduler", {}, &ready);
+  // Later --set wins: the scheduler serves /metrics on a free port.
+  auto scheduler = Start("fapo-scheduler", "scheduler",
+                         {"--set", "metrics.enabled=true", "--metrics-port",
+                          "0"},
+                         &ready);
   ASSERT_NE(scheduler, nullptr);
   const std::string scheduler_address = ready["grpc_address"];
+  const std::string metrics_url = ready["metrics_url"];
   auto channel = rpc::MakeChannel(scheduler_address, {});
   ASSERT_THAT(channel, IsOk());
   scheduler_stub_ = v1::Scheduler::NewStub(*channel);
@@ -272,6 +279,32 @@ TEST_F(SchedulerLoopbackTest, EveryTrajectoryIsScoredOnceWhenAGenrmServerDies) {
     }
   }
   EXPECT_TRUE(a_dead) << status.DebugString();
+
+  // The scheduler's /metrics tells the same story (DESIGN.md's list).
+  absl::StatusOr<std::string> metrics = testing::HttpGet(metrics_url);
+  ASSERT_THAT(metrics, IsOk());
+  for (const std::string& line : std::vector<std::string>{
+           absl::StrCat("fapo_queue_trajectories{state=\"scored\"} ",
+                        kTrajectories),
+           absl::StrCat("fapo_genrm_verdicts_total{outcome=\"flawed\"} ",
+                        kTrajectories / 4),
+           absl::StrCat("fapo_genrm_verdicts_total{outcome=\"skipped\"} ",
+                        kTrajectories / 4),
+           "fapo_workers{role=\"genrm\",state=\"dead\"} 1",
+           "fapo_workers{role=\"rollout\",state=\"alive\"} 1",
+           "fapo_genrm_in_flight{server=\"genrm-b\"} 0",
+           "fapo_genrm_waiting 0",
+       }) {
+    EXPECT_THAT(*metrics, HasSubstr("\n" + line + "\n")) << line;
+  }
+  for (const char* family :
+       {"fapo_genrm_dispatch_latency_seconds_bucket",
+        "fapo_genrm_verdict_latency_seconds_bucket",
+        "fapo_trajectory_staleness_bucket", "fapo_flawed_positive_ratio",
+        "fapo_batch_rollout_share", "fapo_policy_version",
+        "fapo_worker_deaths_total", "fapo_consecutive_failures"}) {
+    EXPECT_THAT(*metrics, HasSubstr(family)) << family;
+  }
 
   // StopJob: the job stops, the workers see it and exit on their own.
   {
