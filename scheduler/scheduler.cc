@@ -851,6 +851,8 @@ void Scheduler::Tick() {
   const bool no_server = registry_->Alive(v1::WORKER_ROLE_GENRM).empty();
   const absl::Time oldest = dispatcher_->oldest_waiting_since();
   const absl::Time now = clock_->Now();
+  // With a trainer, its driver finishes a stop after the last checkpoint.
+  const bool has_trainer = registry_->AliveCount(v1::WORKER_ROLE_TRAINER) > 0;
   absl::MutexLock lock(&mu_);
   const absl::Duration patience = options_.workers.worker_timeout;
   if (waiting > 0 && no_server && now - oldest > patience &&
@@ -862,7 +864,8 @@ void Scheduler::Tick() {
         " for a GenRM server and none is alive (start fapo-genrm-server "
         "with --scheduler pointing here)"));
   }
-  if (state_ == v1::JOB_STATE_STOPPING && in_flight_ == nullptr) {
+  if (state_ == v1::JOB_STATE_STOPPING && in_flight_ == nullptr &&
+      !has_trainer) {
     state_ = v1::JOB_STATE_SUCCEEDED;
   }
 }

@@ -210,7 +210,8 @@ class Scheduler {
 
   // Periodic work (every heartbeat interval): declares silent workers dead,
   // drops open groups that cannot be fresh enough any more, checks for a
-  // GenRM-less stall, finishes a stop.
+  // GenRM-less stall, and finishes a stop when no trainer is registered
+  // (with one, the TrainerDriver checkpoints first, then calls FinishStop).
   void Tick();
 
   // ---- The job.

@@ -2,14 +2,35 @@
 
 #include <utility>
 
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "services/cli/spec_bridge.h"
 #include "services/logging/log.h"
 #include "services/status/status_macros.h"
 
 namespace fapo::scheduler {
 
+namespace {
+
+// The trainer's resume state, waiting up to a minute for it to come up.
+absl::StatusOr<v1::ResumeState> AskResumeState(TrainerClient& trainer,
+                                               const std::string& address) {
+  const absl::Time give_up = absl::Now() + absl::Seconds(60);
+  while (true) {
+    absl::StatusOr<v1::ResumeState> state =
+        trainer.GetResumeState(address, absl::Now() + absl::Seconds(5));
+    if (state.ok() || state.status().code() != absl::StatusCode::kUnavailable ||
+        absl::Now() > give_up) {
+      return state;
+    }
+    absl::SleepFor(absl::Milliseconds(500));
+  }
+}
+
+}  // namespace
+
 absl::StatusOr<std::unique_ptr<cli::ServiceInstance>> SchedulerServer::Create(
-    const cli::ServiceContext& context) {
+    const cli::ServiceContext& context, const std::string& trainer_address) {
   const config::JobSpec& spec = *context.spec;
   std::unique_ptr<SchedulerServer> server(new SchedulerServer());
   const rpc::SecurityOptions security = cli::RpcSecurityFromSpec(spec.security);
@@ -23,8 +44,30 @@ absl::StatusOr<std::unique_ptr<cli::ServiceInstance>> SchedulerServer::Create(
   ASSIGN_OR_RETURN(server->rollout_client_,
                    GrpcRolloutClient::Create(std::move(rollout_options)));
 
-  ASSIGN_OR_RETURN(std::unique_ptr<PromptSource> prompts,
-                   MakePromptSource(spec));
+  rpc::ChannelOptions trainer_channel;
+  trainer_channel.security = security;
+  ASSIGN_OR_RETURN(server->trainer_client_,
+                   GrpcTrainerClient::Create(std::move(trainer_channel)));
+
+  v1::SchedulerSnapshot snapshot;
+  bool resume = false;
+  if (!trainer_address.empty()) {
+    ASSIGN_OR_RETURN(v1::ResumeState state,
+                     AskResumeState(*server->trainer_client_, trainer_address));
+    if (state.step() > 0) {
+      if (!snapshot.ParseFromString(state.scheduler_snapshot())) {
+        return absl::DataLossError(absl::StrCat(
+            "the scheduler snapshot in checkpoint ", state.checkpoint_path(),
+            " does not parse"));
+      }
+      resume = true;
+      FAPO_LOG(INFO) << "resuming at step " << state.step() << " from "
+                     << state.checkpoint_path();
+    }
+  }
+  ASSIGN_OR_RETURN(
+      std::unique_ptr<PromptSource> prompts,
+      MakePromptSource(spec, resume ? snapshot.prompt_source_position() : 0));
   ASSIGN_OR_RETURN(std::unique_ptr<AnswerVerifier> verifier,
                    MakeAnswerVerifier(spec));
   SchedulerOptions options = SchedulerOptionsFromSpec(spec);
@@ -33,12 +76,18 @@ absl::StatusOr<std::unique_ptr<cli::ServiceInstance>> SchedulerServer::Create(
   ASSIGN_OR_RETURN(server->scheduler_,
                    Scheduler::Create(std::move(options), std::move(prompts),
                                      std::move(verifier),
-                                     server->genrm_client_.get()));
+                                     server->genrm_client_.get(),
+                                     resume ? &snapshot : nullptr));
   server->service_ = std::make_unique<SchedulerService>(server->scheduler_.get());
   ASSIGN_OR_RETURN(server->driver_,
                    RolloutDriver::Create(RolloutDriverOptionsFromSpec(spec),
                                          server->scheduler_.get(),
                                          server->rollout_client_.get()));
+  ASSIGN_OR_RETURN(server->trainer_driver_,
+                   TrainerDriver::Create(TrainerDriverOptionsFromSpec(spec),
+                                         server->scheduler_.get(),
+                                         server->trainer_client_.get(),
+                                         server->trainer_client_.get()));
   return std::unique_ptr<cli::ServiceInstance>(std::move(server));
 }
 
@@ -53,6 +102,7 @@ absl::Status SchedulerServer::OnServing(const std::string& advertised_address) {
                  << "; workers register with --scheduler "
                  << advertised_address;
   driver_->Start();
+  trainer_driver_->Start();
   ticker_ = std::thread([this] { TickLoop(); });
   return absl::OkStatus();
 }
@@ -97,6 +147,7 @@ void SchedulerServer::OnStopping() {
     stopping_ = true;
   }
   if (ticker_.joinable()) ticker_.join();
+  if (trainer_driver_ != nullptr) trainer_driver_->Shutdown();
   if (driver_ != nullptr) driver_->Shutdown();
 }
 

@@ -4,14 +4,22 @@
 //   GrpcGenrmClient    -> the GenRM servers that register (dispatcher)
 //   GrpcRolloutClient  -> the rollout workers that register (RolloutDriver)
 //   SchedulerService   <- RegisterWorker, Heartbeat, GetJobStatus, StopJob
+//   GrpcTrainerClient  -> the trainer that registers (TrainerDriver: train
+//                         steps, weight sync to rollout workers,
+//                         checkpoints, metrics.jsonl)
 //   a ticker thread    -> Scheduler::Tick every heartbeat interval; once the
 //                         job has SUCCEEDED or FAILED it lets the workers
 //                         see it for two heartbeat intervals, then stops the
 //                         process (exit 1 when the job failed, naming why).
 //
 // Everything is built from the job spec; a bad spec or an unloadable dataset
-// is an error from Create, before the server binds its port. The trainer
-// side (TrainStep, weight sync, checkpoints) arrives with stage 5.
+// is an error from Create, before the server binds its port.
+//
+// Resume: with `trainer_address` (fapo-scheduler --trainer HOST:PORT),
+// Create asks that trainer what it resumed from (GetResumeState, retried
+// for up to 60 s while it starts) and, when it restored a checkpoint,
+// continues from the scheduler snapshot stored in it (NOTE [scheduler
+// restore] in scheduler.cc).
 #ifndef FAPO_SCHEDULER_SCHEDULER_SERVER_H_
 #define FAPO_SCHEDULER_SCHEDULER_SERVER_H_
 
@@ -24,9 +32,11 @@
 #include "absl/synchronization/mutex.h"
 #include "scheduler/grpc_genrm_client.h"
 #include "scheduler/grpc_rollout_client.h"
+#include "scheduler/grpc_trainer_client.h"
 #include "scheduler/rollout_driver.h"
 #include "scheduler/scheduler.h"
 #include "scheduler/scheduler_service.h"
+#include "scheduler/trainer_driver.h"
 #include "services/cli/service_main.h"
 
 namespace fapo::scheduler {
@@ -34,7 +44,8 @@ namespace fapo::scheduler {
 class SchedulerServer final : public cli::ServiceInstance {
  public:
   static absl::StatusOr<std::unique_ptr<cli::ServiceInstance>> Create(
-      const cli::ServiceContext& context);
+      const cli::ServiceContext& context,
+      const std::string& trainer_address = "");
 
   ~SchedulerServer() override;
 
@@ -48,9 +59,11 @@ class SchedulerServer final : public cli::ServiceInstance {
 
   std::unique_ptr<GrpcGenrmClient> genrm_client_;
   std::unique_ptr<GrpcRolloutClient> rollout_client_;
+  std::unique_ptr<GrpcTrainerClient> trainer_client_;
   std::unique_ptr<Scheduler> scheduler_;
   std::unique_ptr<SchedulerService> service_;
   std::unique_ptr<RolloutDriver> driver_;
+  std::unique_ptr<TrainerDriver> trainer_driver_;
   absl::Duration tick_interval_;
 
   absl::Mutex mu_;

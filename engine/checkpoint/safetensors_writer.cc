@@ -16,6 +16,7 @@
 #include "absl/strings/str_join.h"
 #include "engine/checkpoint/safetensors.h"
 #include "nlohmann/json.hpp"
+#include "services/files/files.h"
 #include "services/status/status_macros.h"
 
 namespace fapo::engine {
@@ -28,22 +29,10 @@ using OrderedJson = nlohmann::ordered_json;
 constexpr char kSingleFileName[] = "model.safetensors";
 constexpr char kIndexFileName[] = "model.safetensors.index.json";
 
-absl::Status ErrnoError(int error_number, absl::string_view what) {
-  return absl::Status(absl::ErrnoToStatusCode(error_number),
-                      absl::StrCat(what, ": ", std::strerror(error_number)));
-}
-
-std::string JoinPath(const std::string& directory, const std::string& name) {
-  if (directory.empty() || directory.back() == '/') return directory + name;
-  return absl::StrCat(directory, "/", name);
-}
-
-std::string ParentDirectory(const std::string& path) {
-  size_t slash = path.find_last_of('/');
-  if (slash == std::string::npos) return ".";
-  if (slash == 0) return "/";
-  return path.substr(0, slash);
-}
+using ::fapo::files::ErrnoError;
+using ::fapo::files::JoinPath;
+using ::fapo::files::MakeDirectories;
+using ::fapo::files::ParentDirectory;
 
 absl::Status ValidateTensors(absl::Span<const TensorToWrite> tensors,
                              absl::string_view where) {
@@ -163,25 +152,6 @@ absl::Status WriteFileAtomically(
 absl::Span<const uint8_t> AsBytes(const std::string& text) {
   return absl::Span<const uint8_t>(
       reinterpret_cast<const uint8_t*>(text.data()), text.size());
-}
-
-// mkdir -p.
-absl::Status MakeDirectories(const std::string& directory) {
-  if (directory.empty()) return absl::OkStatus();
-  struct stat info;
-  if (::stat(directory.c_str(), &info) == 0) {
-    if (S_ISDIR(info.st_mode)) return absl::OkStatus();
-    return absl::FailedPreconditionError(
-        absl::StrCat(directory, ": exists and is not a directory"));
-  }
-  std::string parent = ParentDirectory(directory);
-  if (parent != directory && parent != "." && parent != "/") {
-    RETURN_IF_ERROR(MakeDirectories(parent));
-  }
-  if (::mkdir(directory.c_str(), 0777) != 0 && errno != EEXIST) {
-    return ErrnoError(errno, absl::StrCat(directory, ": mkdir failed"));
-  }
-  return absl::OkStatus();
 }
 
 // Removes a file of the other layout left from an earlier write: a stale

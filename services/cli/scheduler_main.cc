@@ -1,3 +1,5 @@
+#include <string>
+
 #include "scheduler/scheduler_server.h"
 #include "services/cli/service_main.h"
 
@@ -10,6 +12,16 @@ int main(int argc, char** argv) {
       "workers, queues their trajectories, sends each correct one to the "
       "least-loaded GenRM server at once, computes FAPO rewards and GRPO "
       "advantages, and feeds complete groups to the trainer.";
-  definition.factory = fapo::scheduler::SchedulerServer::Create;
+  // --trainer: resume from that trainer's checkpoint (see
+  // scheduler_server.h).
+  static std::string trainer_address;
+  definition.add_flags = [](fapo::cli::FlagSet& flags) {
+    flags.String("trainer", &trainer_address, "HOST:PORT",
+                 "the trainer (rank 0) to resume with: its checkpoint's "
+                 "scheduler snapshot is restored");
+  };
+  definition.factory = [](const fapo::cli::ServiceContext& context) {
+    return fapo::scheduler::SchedulerServer::Create(context, trainer_address);
+  };
   return fapo::cli::RunServiceMain(definition, argc, argv);
 }

@@ -147,6 +147,7 @@ int RunServiceMain(const ServiceDefinition& definition, int argc, char** argv) {
   flags.Int("drain-timeout-ms", &values.drain_timeout_ms,
             "on SIGTERM, how long calls in flight may finish");
 
+  if (definition.add_flags) definition.add_flags(flags);
   absl::Status parsed = flags.Parse(ArgsOf(argc, argv));
   if (flags.help_requested()) {
     std::cout << flags.Usage();

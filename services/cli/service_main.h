@@ -30,6 +30,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "services/cli/flags.h"
 #include "services/config/job_spec.h"
 #include "services/metrics/metrics_registry.h"
 #include "services/rpc/server.h"
@@ -97,6 +98,9 @@ struct ServiceDefinition {
       factory;
   // Shown (as a warning) when factory is null: which stage brings it.
   std::string missing_note;
+  // Flags of this binary only, added after the common ones; the targets
+  // must outlive RunServiceMain (the factory reads them). May be null.
+  std::function<void(FlagSet&)> add_flags;
 };
 
 int RunServiceMain(const ServiceDefinition& definition, int argc, char** argv);

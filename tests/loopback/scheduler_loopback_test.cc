@@ -146,6 +146,7 @@ class SchedulerLoopbackTest : public ::testing::Test {
             "--set", "genrm.max_in_flight_per_server=8",
             "--set", "genrm.request_timeout_ms=10000",
             "--set", "metrics.enabled=false",
+            "--set", "job.output_dir=" + dir_.path() + "/run",
             "--host", "127.0.0.1", "--port", "0",
             "--drain-timeout-ms", "1000"};
   }

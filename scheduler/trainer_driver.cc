@@ -1,0 +1,260 @@
+#include "scheduler/trainer_driver.h"
+
+#include <cerrno>
+#include <cstring>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "nlohmann/json.hpp"
+#include "services/files/files.h"
+#include "services/logging/log.h"
+#include "services/status/status_macros.h"
+
+namespace fapo::scheduler {
+
+TrainerDriverOptions TrainerDriverOptionsFromSpec(const config::JobSpec& spec) {
+  TrainerDriverOptions options;
+  options.checkpoint_every = spec.trainer.checkpoint_every;
+  if (!spec.job.output_dir.empty()) {
+    options.metrics_path = spec.job.output_dir + "/metrics.jsonl";
+  }
+  return options;
+}
+
+absl::StatusOr<std::unique_ptr<TrainerDriver>> TrainerDriver::Create(
+    TrainerDriverOptions options, Scheduler* scheduler, TrainerClient* trainer,
+    WeightSyncClient* weight_sync) {
+  if (scheduler == nullptr || trainer == nullptr || weight_sync == nullptr) {
+    return absl::InvalidArgumentError(
+        "TrainerDriver: scheduler, trainer and weight_sync must not be null");
+  }
+  if (options.train_step_timeout <= absl::ZeroDuration() ||
+      options.checkpoint_timeout <= absl::ZeroDuration() ||
+      options.weight_sync_timeout <= absl::ZeroDuration() ||
+      options.poll_interval <= absl::ZeroDuration() ||
+      options.checkpoint_every < 0) {
+    return absl::InvalidArgumentError(
+        "TrainerDriver: timeouts and poll_interval must be > 0, "
+        "checkpoint_every >= 0");
+  }
+  return std::unique_ptr<TrainerDriver>(
+      new TrainerDriver(std::move(options), scheduler, trainer, weight_sync));
+}
+
+TrainerDriver::~TrainerDriver() {
+  Shutdown();
+  if (metrics_file_ != nullptr) std::fclose(metrics_file_);
+}
+
+void TrainerDriver::Start() {
+  absl::MutexLock lock(&mu_);
+  if (thread_.joinable() || stopping_) return;
+  thread_ = std::thread([this] { Loop(); });
+}
+
+void TrainerDriver::Shutdown() {
+  {
+    absl::MutexLock lock(&mu_);
+    stopping_ = true;
+  }
+  if (thread_.joinable()) thread_.join();
+}
+
+int64_t TrainerDriver::weight_sync_failures() const {
+  absl::MutexLock lock(&mu_);
+  return weight_sync_failures_;
+}
+
+void TrainerDriver::Loop() {
+  while (true) {
+    absl::StatusOr<bool> worked = RunOnce();
+    if (!worked.ok()) {
+      FAPO_LOG(WARNING) << "train step failed: " << worked.status();
+    }
+    absl::MutexLock lock(&mu_);
+    auto stopping = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return stopping_;
+    };
+    if (worked.ok() && *worked) {
+      if (stopping_) return;
+      continue;  // maybe another batch is ready already
+    }
+    if (mu_.AwaitWithTimeout(absl::Condition(&stopping),
+                             options_.poll_interval)) {
+      return;
+    }
+  }
+}
+
+std::string TrainerDriver::TrainerAddress() const {
+  std::vector<v1::WorkerInfo> trainers =
+      scheduler_->workers().Alive(v1::WORKER_ROLE_TRAINER);
+  return trainers.empty() ? "" : trainers.front().address();
+}
+
+absl::StatusOr<bool> TrainerDriver::RunOnce() {
+  const std::string address = TrainerAddress();
+  if (scheduler_->state() == v1::JOB_STATE_STOPPING) {
+    // No step is in flight here (the driver runs them synchronously).
+    if (!address.empty() &&
+        last_checkpoint_step_ != scheduler_->steps_done()) {
+      absl::Status saved = Checkpoint(address, scheduler_->steps_done());
+      if (!saved.ok()) {
+        FAPO_LOG(ERROR) << "final checkpoint failed: " << saved;
+      }
+    }
+    scheduler_->FinishStop();
+    return true;
+  }
+  if (address.empty()) return false;
+  std::shared_ptr<const TrainBatch> batch = scheduler_->TakeTrainBatch();
+  if (batch == nullptr) return false;
+
+  const absl::Time taken = absl::Now();
+  v1::TrainStepRequest request;
+  request.set_step(batch->step);
+  for (const v1::ScoredTrajectory& trajectory : batch->trajectories) {
+    *request.add_trajectories() = trajectory;
+  }
+  absl::StatusOr<v1::TrainStepResponse> response = trainer_->TrainStep(
+      address, request, absl::Now() + options_.train_step_timeout);
+  if (!response.ok()) {
+    RETURN_IF_ERROR(
+        scheduler_->FailTrainStep(batch->step, response.status().ToString()));
+    return response.status();
+  }
+  const absl::Time trained = absl::Now();
+  RETURN_IF_ERROR(scheduler_->CompleteTrainStep(
+      batch->step, response->policy_version(), response->metrics()));
+
+  const int failures = SyncWeights(address, response->policy_version());
+  const absl::Time synced = absl::Now();
+
+  absl::Time checkpointed = synced;
+  const bool last = batch->step >= scheduler_->GetJobStatus().total_steps();
+  if (last || (options_.checkpoint_every > 0 &&
+               batch->step % options_.checkpoint_every == 0)) {
+    absl::Status saved = Checkpoint(address, batch->step);
+    if (!saved.ok()) FAPO_LOG(ERROR) << "checkpoint failed: " << saved;
+    checkpointed = absl::Now();
+  }
+
+  if (!options_.metrics_path.empty()) {
+    const v1::TrainMetrics& m = response->metrics();
+    double staleness = 0;
+    for (const v1::ScoredTrajectory& t : batch->trajectories) {
+      staleness += static_cast<double>(batch->policy_version -
+                                       t.trajectory().policy_version());
+    }
+    const double n = static_cast<double>(batch->trajectories.size());
+    nlohmann::json line = {
+        {"step", batch->step},
+        {"policy_version", response->policy_version()},
+        {"loss", m.loss()},
+        {"clip_fraction", m.clip_fraction()},
+        {"approx_kl", m.approx_kl()},
+        {"grad_norm", m.grad_norm()},
+        {"entropy", m.entropy()},
+        {"learning_rate", m.learning_rate()},
+        {"num_trajectories", batch->trajectories.size()},
+        {"num_tokens", m.num_tokens()},
+        {"reward_mean", batch->reward_mean},
+        {"accuracy", batch->counts.total() == 0
+                         ? 0.0
+                         : static_cast<double>(batch->counts.correct()) /
+                               static_cast<double>(batch->counts.total())},
+        {"alpha", batch->counts.alpha()},
+        {"beta", batch->counts.beta()},
+        {"gamma", batch->counts.gamma()},
+        {"flawed_positive_ratio", batch->counts.flawed_positive_ratio()},
+        {"staleness_mean", n > 0 ? staleness / n : 0.0},
+        // Where the step's wall time went (seconds): waiting for the batch
+        // (generation and GenRM scoring not hidden behind the last step),
+        // the train step, the weight sync and the checkpoint.
+        {"wait_for_batch_s", absl::ToDoubleSeconds(taken - last_step_end_)},
+        {"train_s", absl::ToDoubleSeconds(trained - taken)},
+        {"weight_sync_s", absl::ToDoubleSeconds(synced - trained)},
+        {"checkpoint_s", absl::ToDoubleSeconds(checkpointed - synced)},
+        {"weight_sync_failures", failures},
+    };
+    absl::Status written = AppendMetricsLine(line.dump() + "\n");
+    if (!written.ok()) FAPO_LOG(ERROR) << "metrics.jsonl: " << written;
+  }
+  last_step_end_ = absl::Now();
+  return true;
+}
+
+int TrainerDriver::SyncWeights(const std::string& trainer_address,
+                               int64_t version) {
+  std::vector<v1::WorkerInfo> workers =
+      scheduler_->workers().Alive(v1::WORKER_ROLE_ROLLOUT);
+  std::vector<absl::Status> results(workers.size());
+  std::vector<std::thread> threads;
+  v1::UpdateWeightsRequest request;
+  request.set_version(version);
+  request.set_source_address(trainer_address);
+  const absl::Time deadline = absl::Now() + options_.weight_sync_timeout;
+  for (size_t i = 0; i < workers.size(); ++i) {
+    threads.emplace_back([&, i] {
+      absl::StatusOr<v1::UpdateWeightsResponse> response =
+          weight_sync_->UpdateWeights(workers[i].address(), request, deadline);
+      if (!response.ok()) {
+        results[i] = response.status();
+      } else if (response->policy_version() < version) {
+        results[i] = absl::InternalError(absl::StrCat(
+            "holds version ", response->policy_version(), " after the update"));
+      }
+    });
+  }
+  for (std::thread& thread : threads) thread.join();
+  int failures = 0;
+  for (size_t i = 0; i < workers.size(); ++i) {
+    if (results[i].ok()) continue;
+    ++failures;
+    FAPO_LOG(WARNING) << "rollout worker " << workers[i].worker_id()
+                      << " did not take weights v" << version << ": "
+                      << results[i];
+  }
+  absl::MutexLock lock(&mu_);
+  weight_sync_failures_ += failures;
+  return failures;
+}
+
+absl::Status TrainerDriver::AppendMetricsLine(const std::string& text) {
+  if (metrics_file_ == nullptr) {
+    // Opened at the first step (not at start-up, so a scheduler that never
+    // trains writes nothing), appending: a resumed job continues the file.
+    RETURN_IF_ERROR(
+        files::MakeDirectories(files::ParentDirectory(options_.metrics_path)));
+    metrics_file_ = std::fopen(options_.metrics_path.c_str(), "a");
+    if (metrics_file_ == nullptr) {
+      return files::ErrnoError(
+          errno, absl::StrCat("cannot open '", options_.metrics_path,
+                              "' for appending"));
+    }
+  }
+  if (std::fwrite(text.data(), 1, text.size(), metrics_file_) != text.size() ||
+      std::fflush(metrics_file_) != 0) {
+    return files::ErrnoError(
+        errno, absl::StrCat("cannot write '", options_.metrics_path, "'"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status TrainerDriver::Checkpoint(const std::string& trainer_address,
+                                       int64_t step) {
+  v1::SaveCheckpointRequest request;
+  request.set_step(step);
+  request.set_scheduler_snapshot(scheduler_->Snapshot().SerializeAsString());
+  ASSIGN_OR_RETURN(
+      v1::SaveCheckpointResponse response,
+      trainer_->SaveCheckpoint(trainer_address, request,
+                               absl::Now() + options_.checkpoint_timeout));
+  last_checkpoint_step_ = step;
+  FAPO_LOG(INFO) << "checkpoint of step " << step << ": " << response.path();
+  return absl::OkStatus();
+}
+
+}  // namespace fapo::scheduler

@@ -1,0 +1,197 @@
+// TrainerDriver over a real Scheduler (fake GenRM), a fake trainer and a
+// fake rollout driver (the test streams samples itself).
+#include "scheduler/trainer_driver.h"
+
+#include <fstream>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
+#include "scheduler/fake_genrm_client.h"
+#include "scheduler/fake_trainer_client.h"
+#include "services/clock/fake_clock.h"
+#include "services/status/status_matchers.h"
+#include "tests/support/subprocess.h"
+
+namespace fapo::scheduler {
+namespace {
+
+using ::fapo::testing::IsOk;
+using ::fapo::testing::IsOkAndHolds;
+using ::fapo::testing::StatusIs;
+using ::testing::SizeIs;
+
+class TrainerDriverTest : public ::testing::Test {
+ protected:
+  void Start(int total_steps, int checkpoint_every) {
+    config::JobSpec spec;
+    spec.data.task = config::Task::kArith;
+    spec.rollout.group_size = 2;
+    spec.rollout.prompts_per_step = 1;
+    spec.job.steps = total_steps;
+    spec.trainer.checkpoint_every = checkpoint_every;
+    spec.job.output_dir = dir_.path();
+    SchedulerOptions options = SchedulerOptionsFromSpec(spec);
+    options.clock = &clock_;
+    scheduler_ = *Scheduler::Create(options, *MakePromptSource(spec),
+                                    *MakeAnswerVerifier(spec), &genrm_);
+    driver_ = *TrainerDriver::Create(TrainerDriverOptionsFromSpec(spec),
+                                     scheduler_.get(), &trainer_, &trainer_);
+    Register("trainer-0", v1::WORKER_ROLE_TRAINER, "trainer:1");
+    Register("rollout-a", v1::WORKER_ROLE_ROLLOUT, "rollout-a:1");
+    Register("rollout-b", v1::WORKER_ROLE_ROLLOUT, "rollout-b:1");
+  }
+
+  void Register(const std::string& id, v1::WorkerRole role,
+                const std::string& address) {
+    v1::WorkerInfo info;
+    info.set_worker_id(id);
+    info.set_role(role);
+    info.set_address(address);
+    info.set_capacity(1);
+    ASSERT_THAT(scheduler_->RegisterWorker(info).status(), IsOk());
+  }
+
+  // One group of two wrong answers (no GenRM needed) at the current version.
+  void GenerateGroup() {
+    auto group = scheduler_->NextPromptGroup();
+    ASSERT_THAT(group.status(), IsOk());
+    ASSERT_TRUE(group->has_value());
+    for (int i = 0; i < 2; ++i) {
+      v1::Trajectory t;
+      t.set_trajectory_id(absl::StrCat((*group)->group_id, "/", i));
+      t.set_group_id((*group)->group_id);
+      t.set_sample_index(i);
+      t.set_response_text("#x");
+      t.set_policy_version(scheduler_->policy_version());
+      ASSERT_THAT(scheduler_->AddTrajectory(t), IsOk());
+    }
+  }
+
+  std::vector<nlohmann::json> MetricsLines() {
+    std::ifstream in(dir_.path() + "/metrics.jsonl");
+    std::vector<nlohmann::json> lines;
+    std::string line;
+    while (std::getline(in, line)) lines.push_back(nlohmann::json::parse(line));
+    return lines;
+  }
+
+  testing::TempDir dir_{"fapo-trainer-driver-"};
+  FakeClock clock_;
+  FakeGenrmClient genrm_;
+  FakeTrainerClient trainer_;
+  std::unique_ptr<Scheduler> scheduler_;
+  std::unique_ptr<TrainerDriver> driver_;
+};
+
+TEST_F(TrainerDriverTest, RunsEachStepEndToEnd) {
+  Start(/*total_steps=*/3, /*checkpoint_every=*/2);
+  EXPECT_THAT(driver_->RunOnce(), IsOkAndHolds(false));  // no batch yet
+  for (int step = 1; step <= 3; ++step) {
+    GenerateGroup();
+    ASSERT_THAT(driver_->RunOnce(), IsOkAndHolds(true)) << step;
+    EXPECT_EQ(scheduler_->policy_version(), step);
+  }
+  EXPECT_EQ(scheduler_->state(), v1::JOB_STATE_SUCCEEDED);
+  std::vector<v1::TrainStepRequest> steps = trainer_.steps();
+  ASSERT_THAT(steps, SizeIs(3));
+  EXPECT_EQ(steps[0].step(), 1);
+  EXPECT_THAT(steps[0].trajectories(), SizeIs(2));
+  EXPECT_EQ(steps[0].trajectories(0).reward(), -1);
+  // Both rollout workers pulled every version from the trainer.
+  std::vector<std::pair<std::string, int64_t>> updates = trainer_.updates();
+  ASSERT_THAT(updates, SizeIs(6));
+  // Checkpoints at step 2 (every 2) and 3 (the last), snapshots inside.
+  std::vector<v1::SaveCheckpointRequest> checkpoints = trainer_.checkpoints();
+  ASSERT_THAT(checkpoints, SizeIs(2));
+  EXPECT_EQ(checkpoints[0].step(), 2);
+  EXPECT_EQ(checkpoints[1].step(), 3);
+  v1::SchedulerSnapshot snapshot;
+  ASSERT_TRUE(snapshot.ParseFromString(checkpoints[0].scheduler_snapshot()));
+  EXPECT_EQ(snapshot.step(), 2);
+  EXPECT_EQ(snapshot.policy_version(), 2);
+  // One metrics line per step.
+  std::vector<nlohmann::json> lines = MetricsLines();
+  ASSERT_THAT(lines, SizeIs(3));
+  EXPECT_EQ(lines[2]["step"], 3);
+  EXPECT_EQ(lines[2]["policy_version"], 3);
+  EXPECT_DOUBLE_EQ(lines[0]["reward_mean"].get<double>(), -1.0);
+  EXPECT_DOUBLE_EQ(lines[0]["accuracy"].get<double>(), 0.0);
+  EXPECT_DOUBLE_EQ(lines[0]["beta"].get<double>(), 1.0);
+  EXPECT_TRUE(lines[0].contains("train_s"));
+  EXPECT_TRUE(lines[0].contains("weight_sync_s"));
+}
+
+TEST_F(TrainerDriverTest, AFailedStepIsRetriedWithTheSameBatch) {
+  Start(3, 0);
+  GenerateGroup();
+  trainer_.FailNextSteps(1);
+  EXPECT_THAT(driver_->RunOnce(), StatusIs(absl::StatusCode::kUnavailable));
+  EXPECT_EQ(scheduler_->policy_version(), 0);
+  ASSERT_THAT(driver_->RunOnce(), IsOkAndHolds(true));
+  std::vector<v1::TrainStepRequest> steps = trainer_.steps();
+  ASSERT_THAT(steps, SizeIs(2));
+  EXPECT_EQ(steps[0].step(), 1);
+  EXPECT_EQ(steps[1].step(), 1);
+  EXPECT_EQ(steps[1].trajectories(0).trajectory().trajectory_id(),
+            steps[0].trajectories(0).trajectory().trajectory_id());
+  EXPECT_EQ(scheduler_->GetJobStatus().counters().at("scheduler.steps.failed"),
+            1);
+}
+
+TEST_F(TrainerDriverTest, ABrokenRolloutWorkerIsCountedNotFatal) {
+  Start(3, 0);
+  trainer_.BreakWorker("rollout-b:1");
+  GenerateGroup();
+  ASSERT_THAT(driver_->RunOnce(), IsOkAndHolds(true));
+  EXPECT_EQ(driver_->weight_sync_failures(), 1);
+  EXPECT_EQ(MetricsLines().at(0)["weight_sync_failures"], 1);
+  EXPECT_EQ(scheduler_->state(), v1::JOB_STATE_RUNNING);
+}
+
+TEST_F(TrainerDriverTest, StopCheckpointsThenSucceeds) {
+  Start(5, 0);
+  GenerateGroup();
+  ASSERT_THAT(driver_->RunOnce(), IsOkAndHolds(true));
+  EXPECT_THAT(trainer_.checkpoints(), SizeIs(0));
+  scheduler_->StopJob("user asked");
+  scheduler_->Tick();  // a trainer is there: Tick leaves the stop to it
+  EXPECT_EQ(scheduler_->state(), v1::JOB_STATE_STOPPING);
+  ASSERT_THAT(driver_->RunOnce(), IsOkAndHolds(true));
+  EXPECT_EQ(scheduler_->state(), v1::JOB_STATE_SUCCEEDED);
+  ASSERT_THAT(trainer_.checkpoints(), SizeIs(1));
+  EXPECT_EQ(trainer_.checkpoints()[0].step(), 1);
+}
+
+TEST_F(TrainerDriverTest, WithoutATrainerNothingIsTaken) {
+  Start(3, 0);
+  scheduler_->RemoveWorker("trainer-0");
+  GenerateGroup();
+  EXPECT_THAT(driver_->RunOnce(), IsOkAndHolds(false));
+  EXPECT_THAT(trainer_.steps(), SizeIs(0));
+}
+
+TEST_F(TrainerDriverTest, TheThreadTrainsAsBatchesArrive) {
+  Start(2, 0);
+  driver_->Start();
+  GenerateGroup();
+  for (int i = 0; i < 500 && scheduler_->policy_version() < 1; ++i) {
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  EXPECT_EQ(scheduler_->policy_version(), 1);
+  GenerateGroup();
+  for (int i = 0; i < 500 && scheduler_->state() != v1::JOB_STATE_SUCCEEDED;
+       ++i) {
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  EXPECT_EQ(scheduler_->state(), v1::JOB_STATE_SUCCEEDED);
+  driver_->Shutdown();
+}
+
+}  // namespace
+}  // namespace fapo::scheduler
