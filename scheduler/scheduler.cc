@@ -281,6 +281,9 @@ absl::Status Scheduler::Init(GenrmClient* client,
   TrajectoryQueueOptions queue_options = options_.queue;
   // A late sample of a dropped group must not reopen it.
   queue_options.require_registered_groups = true;
+  // Batches are handed over, not copied; Snapshot fills the bodies back in
+  // (NOTE [batched hand-over] in trajectory_queue.h).
+  queue_options.hand_over_batched = true;
   queue_options.clock = clock_;
   queue_options.metrics = options_.metrics;
   WorkerRegistryOptions registry_options = options_.workers;
@@ -657,9 +660,6 @@ void Scheduler::FillPendingLocked() {
       scored.min_version = min_version;
       for (size_t i = 0; i < n; ++i) {
         v1::TrajectoryRecord& record = group.records[i];
-        const std::string& id = record.trajectory().trajectory_id();
-        (void)queue_->SetOutcome(id, judgements[i].flawed, rewards[i],
-                                 advantages[i]);
         v1::ScoredTrajectory member;
         *member.mutable_trajectory() = std::move(*record.mutable_trajectory());
         *member.mutable_verdict() = std::move(*record.mutable_verdict());
@@ -708,6 +708,7 @@ std::shared_ptr<const TrainBatch> Scheduler::TakeTrainBatch() {
   for (int g = 0; g < options_.groups_per_step; ++g) {
     ScoredGroup& group = pending_groups_.front();
     batch.group_sizes.push_back(static_cast<int>(group.members.size()));
+    batch.group_prompts.push_back(std::move(group.prompt));
     for (v1::ScoredTrajectory& member : group.members) {
       algorithm::RolloutJudgement judgement;
       judgement.answer_correct = member.verdict().answer_correct();
@@ -756,9 +757,12 @@ absl::Status Scheduler::CompleteTrainStep(int64_t step,
         "train step ", step, ": policy version ", new_policy_version,
         " does not move forward from ", policy_version_));
   }
+  std::vector<std::string> ids;
+  ids.reserve(in_flight_->trajectories.size());
   for (const v1::ScoredTrajectory& member : in_flight_->trajectories) {
-    (void)queue_->MarkTrained(member.trajectory().trajectory_id());
+    ids.push_back(member.trajectory().trajectory_id());
   }
+  RETURN_IF_ERROR(queue_->MarkTrainedAll(ids));
   outstanding_groups_ -= static_cast<int64_t>(in_flight_->group_sizes.size());
   in_flight_ = nullptr;
   steps_done_ = step;
@@ -944,8 +948,41 @@ int64_t Scheduler::steps_done() const {
 }
 
 v1::SchedulerSnapshot Scheduler::Snapshot() const {
-  v1::SchedulerSnapshot snapshot = queue_->Snapshot();
   absl::MutexLock lock(&mu_);
+  // Under mu_, so no batch is taken or trained between the two halves.
+  v1::SchedulerSnapshot snapshot = queue_->Snapshot();
+  // The queue holds batched records as skeletons (NOTE [batched
+  // hand-over]); their bodies, scores and prompts are here.
+  absl::flat_hash_map<absl::string_view,
+                      std::pair<const v1::ScoredTrajectory*, const v1::Prompt*>>
+      bodies;
+  for (const ScoredGroup& group : pending_groups_) {
+    for (const v1::ScoredTrajectory& member : group.members) {
+      bodies[member.trajectory().trajectory_id()] = {&member, &group.prompt};
+    }
+  }
+  if (in_flight_ != nullptr) {
+    size_t next = 0;
+    for (size_t g = 0; g < in_flight_->group_sizes.size(); ++g) {
+      for (int i = 0; i < in_flight_->group_sizes[g]; ++i, ++next) {
+        const v1::ScoredTrajectory& member = in_flight_->trajectories[next];
+        bodies[member.trajectory().trajectory_id()] = {
+            &member, &in_flight_->group_prompts[g]};
+      }
+    }
+  }
+  for (v1::TrajectoryRecord& record : *snapshot.mutable_records()) {
+    if (record.state() != v1::TRAJECTORY_STATE_BATCHED) continue;
+    auto it = bodies.find(record.trajectory().trajectory_id());
+    if (it == bodies.end()) continue;  // cannot happen: every batch is here
+    const v1::ScoredTrajectory& member = *it->second.first;
+    *record.mutable_trajectory() = member.trajectory();
+    *record.mutable_verdict() = member.verdict();
+    record.set_flawed(member.flawed());
+    record.set_reward(member.reward());
+    record.set_advantage(member.advantage());
+    *record.mutable_prompt() = *it->second.second;
+  }
   snapshot.set_step(steps_done_);
   snapshot.set_policy_version(policy_version_);
   snapshot.set_prompt_source_position(prompts_->position());

@@ -137,6 +137,8 @@ struct TrainBatch {
   // Group after group, each ordered by sample_index.
   std::vector<v1::ScoredTrajectory> trajectories;
   std::vector<int> group_sizes;
+  // The prompt of each group (for snapshots and regeneration).
+  std::vector<v1::Prompt> group_prompts;
   // alpha/beta/gamma over the batch, with verdict counts.
   algorithm::FlawedCounts counts;
   double reward_mean = 0.0;

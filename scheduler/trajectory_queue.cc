@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <utility>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -517,6 +518,28 @@ absl::Status TrajectoryQueue::MarkTrained(absl::string_view id) {
   return absl::OkStatus();
 }
 
+absl::Status TrajectoryQueue::MarkTrainedAll(
+    const std::vector<std::string>& ids) {
+  absl::MutexLock lock(&mu_);
+  absl::flat_hash_set<absl::string_view> seen;
+  for (const std::string& id : ids) {
+    ASSIGN_OR_RETURN(Entry * entry, FindLocked(id));
+    RETURN_IF_ERROR(CheckTransition(id, entry->record.state(),
+                                    v1::TRAJECTORY_STATE_TRAINED));
+    if (!seen.insert(id).second) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("MarkTrainedAll: '", id, "' is listed twice"));
+    }
+  }
+  for (const std::string& id : ids) {
+    Entry* entry = *FindLocked(id);
+    MoveLocked(entry, v1::TRAJECTORY_STATE_TRAINED);
+    ++trained_total_;
+    EraseEntryLocked(entry);
+  }
+  return absl::OkStatus();
+}
+
 absl::Status TrajectoryQueue::Drop(absl::string_view id,
                                    absl::string_view reason) {
   if (reason.empty()) {
@@ -578,7 +601,23 @@ std::vector<CompleteGroup> TrajectoryQueue::TakeCompleteGroups(int max_groups) {
         continue;
       }
       MoveLocked(member, v1::TRAJECTORY_STATE_BATCHED);
-      out.records.push_back(member->record);
+      if (!options_.hand_over_batched) {
+        out.records.push_back(member->record);
+        continue;
+      }
+      // NOTE [batched hand-over]: the caller keeps the body; the queue
+      // keeps what identifies the record and its place in the order.
+      v1::TrajectoryRecord skeleton;
+      skeleton.set_state(v1::TRAJECTORY_STATE_BATCHED);
+      skeleton.set_sequence(member->record.sequence());
+      const v1::Trajectory& body = member->record.trajectory();
+      v1::Trajectory* kept = skeleton.mutable_trajectory();
+      kept->set_trajectory_id(body.trajectory_id());
+      kept->set_group_id(body.group_id());
+      kept->set_sample_index(body.sample_index());
+      kept->set_policy_version(body.policy_version());
+      out.records.push_back(std::move(member->record));
+      member->record = std::move(skeleton);
     }
     CloseGroupLocked(group);
   }

@@ -86,6 +86,13 @@ struct TrajectoryQueueOptions {
   // scheduler uses this so a late sample of a dropped group cannot reopen
   // it. false: the first Add opens the group. Default false.
   bool require_registered_groups = false;
+  // NOTE [batched hand-over]: true: TakeCompleteGroups moves each record
+  // out to the caller and keeps only a skeleton (trajectory_id, group_id,
+  // sample_index, policy_version, state, sequence), so a batch is not
+  // copied; Snapshot then writes the skeletons and the caller, which holds
+  // the bodies, fills them in. false: TakeCompleteGroups copies and the
+  // queue's snapshot is complete on its own. Default false.
+  bool hand_over_batched = false;
   // Not owned; null = RealClock(). Must outlive the queue.
   Clock* clock = nullptr;
   // Not owned; null = no metrics. Must outlive the queue. Exports
@@ -173,6 +180,9 @@ class TrajectoryQueue {
                           double advantage);
   // batched -> trained (the record is released).
   absl::Status MarkTrained(absl::string_view id);
+  // The same for every id, under one lock; all or nothing (an unknown id or
+  // one not batched is an error and nothing moves).
+  absl::Status MarkTrainedAll(const std::vector<std::string>& ids);
   // Any non-terminal state -> dropped with `reason` (non-empty).
   absl::Status Drop(absl::string_view id, absl::string_view reason);
 

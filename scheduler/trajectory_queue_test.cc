@@ -22,6 +22,7 @@ using ::testing::AllOf;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
+using ::testing::SizeIs;
 using ::testing::UnorderedElementsAre;
 
 v1::Trajectory MakeTrajectory(const std::string& id,
@@ -330,6 +331,38 @@ TEST(TrajectoryQueueTest, RequireRegisteredGroupsRefusesClosedGroups) {
   EXPECT_EQ(queue->Counters().at("queue.dropped.aborted"), 1);
   EXPECT_THAT(queue->DropGroup("g", ""),
               StatusIs(absl::StatusCode::kInvalidArgument));
+}
+
+TEST(TrajectoryQueueTest, HandOverMovesBatchedBodiesOutAndKeepsSkeletons) {
+  TrajectoryQueueOptions options;
+  options.hand_over_batched = true;
+  auto queue = NewQueue(options);
+  AddGroup(*queue, "g", 2);
+  ScoreCorrect(*queue, "g-0");
+  ScoreCorrect(*queue, "g-1");
+  std::vector<CompleteGroup> taken = queue->TakeCompleteGroups(1);
+  ASSERT_THAT(taken, SizeIs(1));
+  ASSERT_THAT(taken[0].records, SizeIs(2));
+  EXPECT_EQ(taken[0].records[0].trajectory().response_text(),
+            "response of g-0");
+  EXPECT_TRUE(taken[0].records[0].verdict().answer_correct());
+  // The queue keeps what identifies the record, not its body.
+  ASSERT_OK_AND_ASSIGN(v1::TrajectoryRecord kept, queue->Get("g-1"));
+  EXPECT_EQ(kept.state(), v1::TRAJECTORY_STATE_BATCHED);
+  EXPECT_EQ(kept.trajectory().group_id(), "g");
+  EXPECT_EQ(kept.trajectory().sample_index(), 1);
+  EXPECT_EQ(kept.trajectory().response_text(), "");
+  EXPECT_EQ(kept.sequence(), taken[0].records[1].sequence());
+  EXPECT_EQ(queue->Counts().batched, 2);
+  // Trained all at once; a bad id moves nothing.
+  EXPECT_THAT(queue->MarkTrainedAll({"g-0", "nope"}),
+              StatusIs(absl::StatusCode::kNotFound));
+  EXPECT_THAT(queue->MarkTrainedAll({"g-0", "g-0"}),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_EQ(queue->Counts().batched, 2);
+  ASSERT_OK(queue->MarkTrainedAll({"g-0", "g-1"}));
+  EXPECT_EQ(queue->Counts().batched, 0);
+  EXPECT_EQ(queue->Counts().trained_total, 2);
 }
 
 TEST(TrajectoryQueueTest, DropFromEveryLiveStateCountsReasons) {
