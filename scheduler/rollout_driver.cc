@@ -63,6 +63,10 @@ void RolloutDriver::Pump() {
   // Sync the workers with the registry's live rollout workers.
   std::vector<v1::WorkerInfo> alive =
       scheduler_->workers().Alive(v1::WORKER_ROLE_ROLLOUT);
+  // A worker holding weights older than a new group allows would refuse it
+  // (FAILED_PRECONDITION, an aborted group): it gets no new group until the
+  // TrainerDriver has brought it up to date.
+  const int64_t min_version = scheduler_->min_policy_version();
   std::vector<std::shared_ptr<RolloutStream>> to_cancel;
   {
     absl::MutexLock lock(&mu_);
@@ -72,6 +76,7 @@ void RolloutDriver::Pump() {
       Worker& worker = next[info.worker_id()];
       worker.info = {info.worker_id(), info.address(),
                      std::max(1, info.capacity())};
+      worker.fresh_enough = info.policy_version() >= min_version;
       auto old = workers_.find(info.worker_id());
       if (old != workers_.end() &&
           old->second.info.address == info.address()) {
@@ -105,6 +110,7 @@ void RolloutDriver::Pump() {
       if (stopping_) return;
       int best_free = 0;
       for (const auto& [id, worker] : workers_) {
+        if (!worker.fresh_enough) continue;
         const int free = worker.info.capacity - worker.active;
         if (free > best_free || (free == best_free && free > 0 && id < worker_id)) {
           best_free = free;

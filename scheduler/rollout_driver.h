@@ -5,7 +5,8 @@
 //
 // Placement: a worker runs at most `capacity` groups at once (its
 // WorkerInfo); a new group goes to the live worker with the most free
-// slots. A stream that ends early (error, cancel, a worker that died or
+// slots among those whose known policy version (registration, heartbeats,
+// weight updates) is at least Scheduler::min_policy_version(). A stream that ends early (error, cancel, a worker that died or
 // was declared dead, fewer samples than asked, a malformed trajectory)
 // aborts its group: the Scheduler drops the group, counts a failure and
 // generates the prompt again (NOTE [no progress]).
@@ -89,6 +90,8 @@ class RolloutDriver {
   struct Worker {
     RolloutWorker info;
     int active = 0;
+    // Holds weights new groups may use (its known policy version).
+    bool fresh_enough = true;
   };
 
   RolloutDriver(RolloutDriverOptions options, Scheduler* scheduler,

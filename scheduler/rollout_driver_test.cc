@@ -144,6 +144,33 @@ TEST_F(RolloutDriverTest, ADeadWorkersStreamsAreCancelledAndRegenerated) {
             rollout_.stream(0).request.prompt().prompt_id());
 }
 
+TEST_F(RolloutDriverTest, AWorkerWithTooOldWeightsGetsNoNewGroup) {
+  AddRollout("r1", 4);
+  // Two steps trained: new groups need version >= 1 (max_staleness 1).
+  for (int step = 1; step <= 2; ++step) {
+    driver_->Pump();
+    for (int index : rollout_.open_streams()) {
+      v1::GenerateRequest request = rollout_.stream(index).request;
+      ASSERT_TRUE(rollout_.Send(index, Sample(request, 0)));
+      ASSERT_TRUE(rollout_.Send(index, Sample(request, 1)));
+      ASSERT_TRUE(rollout_.End(index, absl::OkStatus()));
+    }
+    while (std::shared_ptr<const TrainBatch> batch =
+               scheduler_->TakeTrainBatch()) {
+      ASSERT_THAT(scheduler_->CompleteTrainStep(batch->step, batch->step, {}),
+                  IsOk());
+    }
+  }
+  ASSERT_EQ(scheduler_->min_policy_version(), 1);
+  const int before = rollout_.num_streams();
+  driver_->Pump();
+  EXPECT_EQ(rollout_.num_streams(), before);  // r1 still holds version 0
+  scheduler_->workers().NotePolicyVersion("r1", 2);
+  driver_->Pump();
+  EXPECT_GT(rollout_.num_streams(), before);
+  EXPECT_EQ(rollout_.stream(before).request.min_policy_version(), 1);
+}
+
 TEST_F(RolloutDriverTest, ShutdownCancelsOpenStreamsWithoutCountingFailures) {
   AddRollout("r1", 2);
   driver_->Start();

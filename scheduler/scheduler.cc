@@ -942,6 +942,11 @@ int64_t Scheduler::policy_version() const {
   return policy_version_;
 }
 
+int64_t Scheduler::min_policy_version() const {
+  absl::MutexLock lock(&mu_);
+  return std::max<int64_t>(0, policy_version_ - options_.max_staleness);
+}
+
 int64_t Scheduler::steps_done() const {
   absl::MutexLock lock(&mu_);
   return steps_done_;

@@ -229,6 +229,9 @@ class Scheduler {
   void Fail(absl::string_view error);
   v1::JobState state() const;
   int64_t policy_version() const;
+  // The oldest weights a new group may be sampled with (NOTE [staleness]):
+  // max(0, policy_version - max_staleness).
+  int64_t min_policy_version() const;
   int64_t steps_done() const;
 
   // What SaveCheckpoint stores (scheduler_state.proto).

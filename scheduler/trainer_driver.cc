@@ -110,7 +110,10 @@ absl::StatusOr<bool> TrainerDriver::RunOnce() {
   }
   if (address.empty()) return false;
   std::shared_ptr<const TrainBatch> batch = scheduler_->TakeTrainBatch();
-  if (batch == nullptr) return false;
+  if (batch == nullptr) {
+    CatchUpWorkers(address);
+    return false;
+  }
 
   const absl::Time taken = absl::Now();
   v1::TrainStepRequest request;
@@ -129,7 +132,12 @@ absl::StatusOr<bool> TrainerDriver::RunOnce() {
   RETURN_IF_ERROR(scheduler_->CompleteTrainStep(
       batch->step, response->policy_version(), response->metrics()));
 
-  const int failures = SyncWeights(address, response->policy_version());
+  // After the last step the workers are leaving: nothing to sync.
+  const int failures =
+      scheduler_->state() == v1::JOB_STATE_RUNNING
+          ? SyncWeights(address, response->policy_version(),
+                        scheduler_->workers().Alive(v1::WORKER_ROLE_ROLLOUT))
+          : 0;
   const absl::Time synced = absl::Now();
 
   absl::Time checkpointed = synced;
@@ -186,10 +194,30 @@ absl::StatusOr<bool> TrainerDriver::RunOnce() {
   return true;
 }
 
+void TrainerDriver::CatchUpWorkers(const std::string& trainer_address) {
+  const int64_t version = scheduler_->policy_version();
+  if (version == 0 || scheduler_->state() != v1::JOB_STATE_RUNNING) return;
+  // A worker that joined late, restarted, or missed an update: bring it to
+  // the current version (at most once a second each).
+  const absl::Time now = absl::Now();
+  std::vector<v1::WorkerInfo> behind;
+  for (v1::WorkerInfo& worker :
+       scheduler_->workers().Alive(v1::WORKER_ROLE_ROLLOUT)) {
+    if (worker.policy_version() >= version) continue;
+    absl::Time& last = last_catch_up_[worker.worker_id()];
+    if (now - last < absl::Seconds(1)) continue;
+    last = now;
+    behind.push_back(std::move(worker));
+  }
+  if (behind.empty()) return;
+  FAPO_LOG(INFO) << behind.size() << " rollout worker(s) behind version "
+                 << version << "; updating them";
+  SyncWeights(trainer_address, version, std::move(behind));
+}
+
 int TrainerDriver::SyncWeights(const std::string& trainer_address,
-                               int64_t version) {
-  std::vector<v1::WorkerInfo> workers =
-      scheduler_->workers().Alive(v1::WORKER_ROLE_ROLLOUT);
+                               int64_t version,
+                               std::vector<v1::WorkerInfo> workers) {
   std::vector<absl::Status> results(workers.size());
   std::vector<std::thread> threads;
   v1::UpdateWeightsRequest request;
@@ -211,7 +239,10 @@ int TrainerDriver::SyncWeights(const std::string& trainer_address,
   for (std::thread& thread : threads) thread.join();
   int failures = 0;
   for (size_t i = 0; i < workers.size(); ++i) {
-    if (results[i].ok()) continue;
+    if (results[i].ok()) {
+      scheduler_->workers().NotePolicyVersion(workers[i].worker_id(), version);
+      continue;
+    }
     ++failures;
     FAPO_LOG(WARNING) << "rollout worker " << workers[i].worker_id()
                       << " did not take weights v" << version << ": "

@@ -12,8 +12,9 @@
 // the same batch is retried; NOTE [no progress] fails the job if it keeps
 // failing). TrainStep is keyed by step, so a retry after a lost response
 // does not train twice. A rollout worker that cannot take the new weights
-// is logged and counted; it keeps generating with older weights until the
-// staleness rules (NOTE [staleness]) drop what it makes.
+// is logged and counted, and gets no new group while its weights are too old
+// (RolloutDriver); between steps the driver brings such workers (and ones
+// that joined late) up to the current version.
 //
 // Stopping: once the job is STOPPING and no step is in flight, the driver
 // writes a final checkpoint and calls Scheduler::FinishStop.
@@ -26,6 +27,7 @@
 #include <string>
 #include <thread>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
@@ -86,8 +88,13 @@ class TrainerDriver {
   void Loop();
   // The address of a live TRAINER worker ("" when none).
   std::string TrainerAddress() const;
-  // Every live rollout worker pulls `version`; returns the failures.
-  int SyncWeights(const std::string& trainer_address, int64_t version);
+  // Each of `workers` pulls `version` (in parallel); returns the failures.
+  // Successes are noted in the registry at once (the RolloutDriver places
+  // groups by the known version).
+  int SyncWeights(const std::string& trainer_address, int64_t version,
+                  std::vector<v1::WorkerInfo> workers);
+  // Updates live rollout workers whose known version is behind.
+  void CatchUpWorkers(const std::string& trainer_address);
   absl::Status Checkpoint(const std::string& trainer_address, int64_t step);
   absl::Status AppendMetricsLine(const std::string& text);
 
@@ -98,6 +105,8 @@ class TrainerDriver {
   std::FILE* metrics_file_ = nullptr;  // the driver's thread only
 
   absl::Time last_step_end_ = absl::Now();
+  // The driver's thread only.
+  absl::flat_hash_map<std::string, absl::Time> last_catch_up_;
   int64_t last_checkpoint_step_ = -1;
 
   mutable absl::Mutex mu_;

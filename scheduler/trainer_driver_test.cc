@@ -103,9 +103,11 @@ TEST_F(TrainerDriverTest, RunsEachStepEndToEnd) {
   EXPECT_EQ(steps[0].step(), 1);
   EXPECT_THAT(steps[0].trajectories(), SizeIs(2));
   EXPECT_EQ(steps[0].trajectories(0).reward(), -1);
-  // Both rollout workers pulled every version from the trainer.
+  // Both rollout workers pulled versions 1 and 2 from the trainer; after
+  // the last step the job is over and nobody needs version 3.
   std::vector<std::pair<std::string, int64_t>> updates = trainer_.updates();
-  ASSERT_THAT(updates, SizeIs(6));
+  ASSERT_THAT(updates, SizeIs(4));
+  EXPECT_EQ(updates.back().second, 2);
   // Checkpoints at step 2 (every 2) and 3 (the last), snapshots inside.
   std::vector<v1::SaveCheckpointRequest> checkpoints = trainer_.checkpoints();
   ASSERT_THAT(checkpoints, SizeIs(2));
@@ -166,6 +168,28 @@ TEST_F(TrainerDriverTest, StopCheckpointsThenSucceeds) {
   EXPECT_EQ(scheduler_->state(), v1::JOB_STATE_SUCCEEDED);
   ASSERT_THAT(trainer_.checkpoints(), SizeIs(1));
   EXPECT_EQ(trainer_.checkpoints()[0].step(), 1);
+}
+
+TEST_F(TrainerDriverTest, AWorkerBehindIsBroughtUpToDateBetweenSteps) {
+  Start(5, 0);
+  GenerateGroup();
+  ASSERT_THAT(driver_->RunOnce(), IsOkAndHolds(true));
+  // A worker joins at version 0 after step 1.
+  Register("rollout-late", v1::WORKER_ROLE_ROLLOUT, "rollout-late:1");
+  EXPECT_THAT(driver_->RunOnce(), IsOkAndHolds(false));  // no batch: catch up
+  std::vector<std::pair<std::string, int64_t>> updates = trainer_.updates();
+  ASSERT_FALSE(updates.empty());
+  EXPECT_EQ(updates.back(), std::make_pair(std::string("rollout-late:1"),
+                                           int64_t{1}));
+  // The registry knows at once (the rollout driver places groups by it).
+  for (const v1::WorkerInfo& worker :
+       scheduler_->workers().Alive(v1::WORKER_ROLE_ROLLOUT)) {
+    EXPECT_EQ(worker.policy_version(), 1) << worker.worker_id();
+  }
+  // Up to date: no second update.
+  const size_t before = trainer_.updates().size();
+  EXPECT_THAT(driver_->RunOnce(), IsOkAndHolds(false));
+  EXPECT_EQ(trainer_.updates().size(), before);
 }
 
 TEST_F(TrainerDriverTest, WithoutATrainerNothingIsTaken) {

@@ -207,6 +207,20 @@ std::vector<v1::WorkerInfo> WorkerRegistry::Sweep() {
   return dead;  // records_ is ordered, so this is sorted by worker_id
 }
 
+bool WorkerRegistry::NotePolicyVersion(absl::string_view worker_id,
+                                       int64_t policy_version) {
+  absl::MutexLock lock(&mu_);
+  auto it = records_.find(worker_id);
+  if (it == records_.end() || it->second.state != v1::WORKER_STATE_ALIVE) {
+    return false;
+  }
+  v1::WorkerInfo& info = it->second.info;
+  if (policy_version > info.policy_version()) {
+    info.set_policy_version(policy_version);
+  }
+  return true;
+}
+
 bool WorkerRegistry::Remove(absl::string_view worker_id) {
   {
     absl::MutexLock lock(&mu_);

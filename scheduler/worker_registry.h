@@ -102,6 +102,12 @@ class WorkerRegistry {
   // Deregisters a worker and forgets it. False when unknown.
   bool Remove(absl::string_view worker_id);
 
+  // Records that an alive worker now holds `policy_version` (known before
+  // its next heartbeat says so, e.g. from an UpdateWeights answer). Versions
+  // only move forward: an older one is ignored. False for an unknown or
+  // dead worker.
+  bool NotePolicyVersion(absl::string_view worker_id, int64_t policy_version);
+
   // Alive workers of `role`, sorted by worker_id.
   std::vector<v1::WorkerInfo> Alive(v1::WorkerRole role) const;
   int AliveCount(v1::WorkerRole role) const;

@@ -29,11 +29,16 @@ say "The job spec, as every service will read it ($config)"
 
 run_dir="$root/runs/quickstart-smoke"
 mkdir -p "$run_dir"
+say "The embedded default's policy: a tiny Qwen3-shaped model over the arith alphabet"
+model_dir="$run_dir/tiny-policy"
+"$bin/fapo" init-model --out "$model_dir" --seed 1
+
 say "Starting each service binary on loopback (health, reflection, /metrics)"
 for service in scheduler rollout-worker genrm-server trainer; do
   ready="$run_dir/$service.ready"
   rm -f "$ready"
   "$bin/fapo-$service" --config "$config" --host 127.0.0.1 --port 0 \
+    --set policy.model_dir="$model_dir" --set job.output_dir="$run_dir" \
     --ready-file "$ready" >"$run_dir/$service.log" 2>&1 &
   pid=$!
   for _ in $(seq 1 100); do [[ -s "$ready" ]] && break; sleep 0.1; done
@@ -53,9 +58,6 @@ for service in scheduler rollout-worker genrm-server trainer; do
   wait "$pid"
 done
 
-say "The embedded default's policy: a tiny Qwen3-shaped model over the arith alphabet"
-model_dir="$run_dir/tiny-policy"
-"$bin/fapo" init-model --out "$model_dir" --seed 1
 prompt="$(echo '"3+7*4-2\n"' | "$bin/fapo" tokenize --tokenizer "$model_dir/tokenizer.json")"
 prompt_ids="$(tr -d '[] ' <<<"$prompt")"
 echo "  prompt 3+7*4-2 -> ids [$prompt_ids]"
@@ -65,12 +67,13 @@ echo "    $("$bin/fapo" generate --model "$model_dir" --prompt-ids "$prompt_ids"
 
 say "Not built yet"
 cat <<'TEXT'
-  The end-to-end FAPO run is not there yet. Built so far: the foundation
-  (stage 1), the FAPO algorithm with the arith and math tasks (stage 2,
-  exercised by the test suite) and the model engine (stage 3, above). The
-  stages still to land:
-    stage 4  the scheduler, the trajectory queue and the GenRM servers
-    stage 5  rollout workers, the trainer, weight sync and `fapo launch`
-  When stage 5 lands, this script runs the embedded default end to end.
+  `fapo launch` is not there yet. Built: the foundation (stage 1), the
+  FAPO algorithm with the arith and math tasks (stage 2), the model engine
+  (stage 3, above), the scheduler with the GenRM servers (stage 4), and of
+  stage 5 the rollout worker, the trainer (`fapo sft` included), weight sync
+  and the training loop; tests/loopback/end_to_end_test runs them together
+  as processes. Still to land: `fapo launch` (one command for the whole
+  topology), multi-rank trainers in fapo-trainer, and this script's run of
+  the embedded default end to end.
 TEXT
 say "Logs of this smoke run: $run_dir"

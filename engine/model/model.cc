@@ -408,6 +408,53 @@ void CausalLM::SetRequiresGrad(bool requires_grad) {
   for (auto& entry : parameters_) entry.second.requires_grad_(requires_grad);
 }
 
+absl::Status CausalLM::CopyWeightsFrom(
+    const std::vector<std::pair<std::string, at::Tensor>>& named) {
+  std::map<std::string, size_t> index;
+  for (size_t i = 0; i < parameters_.size(); ++i) {
+    index[parameters_[i].first] = i;
+  }
+  std::vector<const at::Tensor*> sources(parameters_.size(), nullptr);
+  for (const auto& [name, tensor] : named) {
+    auto it = index.find(name);
+    if (it == index.end()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("weight ", name, ": the model has no such tensor"));
+    }
+    if (sources[it->second] != nullptr) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("weight ", name, ": given twice"));
+    }
+    const at::Tensor& target = parameters_[it->second].second;
+    if (!tensor.defined() || !at::isFloatingType(tensor.scalar_type())) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("weight ", name, ": not a floating-point tensor"));
+    }
+    if (tensor.sizes() != target.sizes()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "weight ", name, ": shape [", absl::StrJoin(tensor.sizes(), ", "),
+          "], the model's is [", absl::StrJoin(target.sizes(), ", "), "]"));
+    }
+    sources[it->second] = &tensor;
+  }
+  for (size_t i = 0; i < sources.size(); ++i) {
+    if (sources[i] == nullptr) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("weight ", parameters_[i].first, ": missing"));
+    }
+  }
+  try {
+    torch::NoGradGuard no_grad;
+    for (size_t i = 0; i < sources.size(); ++i) {
+      parameters_[i].second.copy_(*sources[i]);
+    }
+  } catch (const c10::Error& e) {
+    return absl::InternalError(absl::StrCat("copying weights into the model: ",
+                                            e.what_without_backtrace()));
+  }
+  return absl::OkStatus();
+}
+
 std::unique_ptr<KvCache> CausalLM::NewKvCache(int64_t batch_size,
                                               int64_t capacity) const {
   std::unique_ptr<KvCache> cache(new KvCache());
@@ -743,7 +790,12 @@ absl::StatusOr<std::vector<GenerationResult>> Generate(
   const int64_t batch = static_cast<int64_t>(prompts.size());
   const int64_t prompt_length = static_cast<int64_t>(longest);
   std::vector<GenerationResult> results(prompts.size());
-  if (options.max_new_tokens == 0) return results;
+  if (options.max_new_tokens == 0) {
+    for (size_t i = 0; i < results.size() && options.on_row_finished; ++i) {
+      options.on_row_finished(i, results[i]);
+    }
+    return results;
+  }
 
   try {
     at::NoGradGuard no_grad;
@@ -772,6 +824,11 @@ absl::StatusOr<std::vector<GenerationResult>> Generate(
     std::vector<char> active(batch, 1);
     int64_t remaining = batch;
     for (int step = 0; step < options.max_new_tokens && remaining > 0; ++step) {
+      if (options.cancelled && options.cancelled()) {
+        return absl::CancelledError(
+            absl::StrCat("generation cancelled after ", step, " of at most ",
+                         options.max_new_tokens, " tokens"));
+      }
       at::Tensor last = logits.select(1, 0).to(at::kFloat);  // [B, V]
       // One draw per row every step (finished rows too), so a row's draws
       // do not depend on when the others finish.
@@ -800,11 +857,13 @@ absl::StatusOr<std::vector<GenerationResult>> Generate(
           results[i].finish_reason = FinishReason::kStop;
           active[i] = 0;
           --remaining;
+          if (options.on_row_finished) options.on_row_finished(i, results[i]);
         } else if (static_cast<int>(results[i].token_ids.size()) ==
                    options.max_new_tokens) {
           results[i].finish_reason = FinishReason::kLength;
           active[i] = 0;
           --remaining;
+          if (options.on_row_finished) options.on_row_finished(i, results[i]);
         } else {
           next_mask_a[i][0] = 1;
         }

@@ -18,6 +18,7 @@
 #include <ATen/core/Tensor.h>
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -139,6 +140,17 @@ class CausalLM {
   std::vector<at::Tensor> parameters() const;
   void SetRequiresGrad(bool requires_grad);
 
+  // Overwrites every weight in place from `named`, which must hold exactly
+  // the names of named_parameters() (any order, each once) with the same
+  // shapes and a floating dtype (converted to the model's dtype and
+  // device). All-or-nothing: everything is checked before the first copy,
+  // and a failing check (InvalidArgument naming the tensor) leaves the
+  // model unchanged. Copies under no-grad into the existing tensors, so
+  // their identity stays (an optimizer holding them, a tied lm_head that is
+  // embed_tokens, see it). A LibTorch error mid-copy is Internal.
+  absl::Status CopyWeightsFrom(
+      const std::vector<std::pair<std::string, at::Tensor>>& named);
+
  private:
   struct Layer;
   friend absl::StatusOr<std::vector<GenerationResult>> Generate(
@@ -186,6 +198,16 @@ struct SamplingOptions {
   std::vector<int> stop_token_ids;
   // Same seed, model and prompts -> same output. Default 0.
   uint64_t seed = 0;
+  // Optional (default null): called as soon as a row finishes (stop token
+  // or max_new_tokens), on the calling thread while the other rows go on,
+  // with the row's index in `prompts` and its result (the same value
+  // Generate returns). For streaming each sample back when it is done.
+  std::function<void(size_t row, const GenerationResult& result)>
+      on_row_finished;
+  // Optional (default null): polled before each decoding step; true stops
+  // the batch there and Generate returns Cancelled (rows reported through
+  // on_row_finished so far stay reported).
+  std::function<bool()> cancelled;
 };
 
 enum class FinishReason { kStop, kLength };

@@ -8,6 +8,7 @@
 #include <fstream>
 #include <functional>
 #include <iostream>
+#include <set>
 #include <sstream>
 #include <string>
 #include <tuple>
@@ -797,6 +798,104 @@ TEST_F(ErrorTest, FromConfigRejectsBadSizes) {
   ints.dtype = c10::kInt;
   EXPECT_THAT(CausalLM::FromConfig(TinyConfig(ModelFamily::kQwen3), 1, ints),
               StatusIs(absl::StatusCode::kInvalidArgument));
+}
+
+// CopyWeightsFrom: in place (tied lm_head follows), all-or-nothing.
+TEST(CopyWeightsFromTest, CopiesInPlaceAndRefusesMismatchesUntouched) {
+  const ModelConfig config =
+      model_testing::TinyConfig(ModelFamily::kQwen3);  // tied embeddings
+  ASSERT_OK_AND_ASSIGN(auto model, CausalLM::FromConfig(config, 1));
+  ASSERT_OK_AND_ASSIGN(auto other, CausalLM::FromConfig(config, 2));
+  const at::Tensor ids = torch::tensor({{3, 5, 7, 9}}, torch::kLong);
+  ASSERT_OK_AND_ASSIGN(at::Tensor other_logits, other->Forward(ids));
+  const void* embed_storage =
+      model->named_parameters().front().second.data_ptr();
+  std::vector<at::Tensor> before;
+  for (const auto& entry : model->named_parameters()) {
+    before.push_back(entry.second.clone());
+  }
+
+  // A wrong shape, an unknown name, a duplicate and a missing tensor are
+  // all refused before anything is copied.
+  std::vector<std::pair<std::string, at::Tensor>> bad =
+      other->named_parameters();
+  bad.back().second = torch::zeros({1, 2});
+  EXPECT_THAT(model->CopyWeightsFrom(bad),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       ::testing::HasSubstr(bad.back().first)));
+  bad = other->named_parameters();
+  bad.push_back({"model.unknown.weight", torch::zeros({1})});
+  EXPECT_THAT(model->CopyWeightsFrom(bad),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  bad = other->named_parameters();
+  bad.push_back(bad.front());
+  EXPECT_THAT(model->CopyWeightsFrom(bad),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       ::testing::HasSubstr("twice")));
+  bad = other->named_parameters();
+  bad.pop_back();
+  EXPECT_THAT(model->CopyWeightsFrom(bad),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       ::testing::HasSubstr("missing")));
+  for (size_t i = 0; i < model->named_parameters().size(); ++i) {
+    EXPECT_TRUE(torch::equal(model->named_parameters()[i].second, before[i]))
+        << model->named_parameters()[i].first;
+  }
+
+  // Reversed order is fine; the tensors keep their storage.
+  std::vector<std::pair<std::string, at::Tensor>> good(
+      other->named_parameters().rbegin(), other->named_parameters().rend());
+  ASSERT_OK(model->CopyWeightsFrom(good));
+  EXPECT_EQ(model->named_parameters().front().second.data_ptr(), embed_storage);
+  for (size_t i = 0; i < model->named_parameters().size(); ++i) {
+    EXPECT_TRUE(torch::equal(model->named_parameters()[i].second,
+                             other->named_parameters()[i].second));
+  }
+  ASSERT_OK_AND_ASSIGN(at::Tensor logits, model->Forward(ids));
+  EXPECT_TRUE(torch::equal(logits, other_logits));
+}
+
+// on_row_finished reports each row once, as it finishes, with what
+// Generate returns; cancelled stops the batch.
+TEST(GenerateCallbacksTest, RowsAreReportedAsTheyFinishAndCancelStops) {
+  at::set_num_threads(1);
+  ASSERT_OK_AND_ASSIGN(
+      auto model, CausalLM::FromConfig(TinyConfig(ModelFamily::kQwen3), 4));
+  const std::vector<std::vector<int>> prompts = {{1, 2, 3}, {4, 5}, {6}};
+  SamplingOptions options;
+  options.max_new_tokens = 12;
+  options.seed = 11;
+  // Common tokens as stop ids so rows end at different steps.
+  for (int id = 0; id < 64; id += 3) options.stop_token_ids.push_back(id);
+  ASSERT_OK_AND_ASSIGN(auto plain, Generate(*model, prompts, options));
+  std::vector<std::pair<size_t, GenerationResult>> reported;
+  options.on_row_finished = [&](size_t row, const GenerationResult& result) {
+    reported.emplace_back(row, result);
+  };
+  ASSERT_OK_AND_ASSIGN(auto streamed, Generate(*model, prompts, options));
+  ASSERT_EQ(reported.size(), prompts.size());
+  std::set<size_t> rows;
+  for (size_t k = 0; k < reported.size(); ++k) {
+    const auto& [row, result] = reported[k];
+    rows.insert(row);
+    EXPECT_EQ(result.token_ids, plain[row].token_ids);
+    EXPECT_EQ(result.token_ids, streamed[row].token_ids);
+    EXPECT_EQ(result.logprobs, streamed[row].logprobs);
+    // Reported in order of finishing: never after a longer one.
+    if (k > 0) {
+      EXPECT_LE(reported[k - 1].second.token_ids.size(),
+                result.token_ids.size());
+    }
+  }
+  EXPECT_EQ(rows.size(), prompts.size());
+
+  int polls = 0;
+  options.on_row_finished = nullptr;
+  options.stop_token_ids.clear();
+  options.cancelled = [&] { return ++polls > 2; };
+  EXPECT_THAT(Generate(*model, prompts, options),
+              StatusIs(absl::StatusCode::kCancelled));
+  EXPECT_EQ(polls, 3);
 }
 
 }  // namespace

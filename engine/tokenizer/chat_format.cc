@@ -113,4 +113,12 @@ absl::StatusOr<std::string> FormatQwen3Chat(
   return text;
 }
 
+std::string FormatPolicyPrompt(absl::string_view prompt, bool chatml) {
+  if (chatml) {
+    const ChatMessage message{"user", std::string(prompt)};
+    return FormatChatML({&message, 1}, /*add_generation_prompt=*/true);
+  }
+  return absl::StrCat(prompt, "\n");
+}
+
 }  // namespace fapo::engine

@@ -52,6 +52,13 @@ struct Qwen3ChatOptions {
 absl::StatusOr<std::string> FormatQwen3Chat(
     absl::Span<const ChatMessage> messages, const Qwen3ChatOptions& options);
 
+// NOTE [policy prompt]: the text the policy is conditioned on for a task
+// prompt, the same in SFT, in the trainer and in the rollout workers: with
+// `chatml`, one user turn plus the generation prompt; otherwise the prompt
+// and a newline, which marks where the problem ends and the first step
+// begins. The response follows, ended by the end-of-sequence token.
+std::string FormatPolicyPrompt(absl::string_view prompt, bool chatml);
+
 }  // namespace fapo::engine
 
 #endif  // FAPO_ENGINE_TOKENIZER_CHAT_FORMAT_H_

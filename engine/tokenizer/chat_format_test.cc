@@ -87,3 +87,15 @@ TEST(ChatFormatTest, Qwen3ToolResponsesAndRoles) {
 
 }  // namespace
 }  // namespace fapo::engine
+
+namespace fapo::engine {
+namespace {
+
+TEST(FormatPolicyPromptTest, RawAddsANewlineChatmlAUserTurn) {
+  EXPECT_EQ(FormatPolicyPrompt("3+7*4-2", /*chatml=*/false), "3+7*4-2\n");
+  EXPECT_EQ(FormatPolicyPrompt("hi", /*chatml=*/true),
+            "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n");
+}
+
+}  // namespace
+}  // namespace fapo::engine

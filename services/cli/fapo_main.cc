@@ -3,6 +3,7 @@
 //   fapo validate JOB.yaml [--set KEY=VALUE]...   check a job spec, print it
 //   fapo health ADDRESS [--config JOB.yaml]       ask a service if it serves
 //   fapo tokenize / generate / logprobs / init-model   model tools
+//   fapo sft --corpus FILE --out DIR              supervised warm start
 //   fapo version
 //
 // Later stages add launch, sft, eval and report.
@@ -22,6 +23,7 @@
 
 #ifdef FAPO_HAVE_ENGINE_TOOLS
 #include "engine/tools/tools.h"
+#include "trainer/sft.h"
 #endif
 
 namespace fapo::cli {
@@ -150,6 +152,9 @@ int Logprobs(const std::vector<std::string>& args) {
 int InitModel(const std::vector<std::string>& args) {
   return engine::RunInitModelCommand(args, std::cout, std::cerr);
 }
+int Sft(const std::vector<std::string>& args) {
+  return trainer::RunSftCommand(args, std::cout, std::cerr);
+}
 #endif
 
 int Version(const std::vector<std::string>& /*args*/) {
@@ -166,6 +171,7 @@ const std::vector<Subcommand>& Subcommands() {
       {"generate", "sample from a checkpoint (ids and log-probs)", Generate},
       {"logprobs", "teacher-forced log-probs of a sequence", Logprobs},
       {"init-model", "write the tiny arith policy (HF layout)", InitModel},
+      {"sft", "supervised warm start on a JSONL corpus", Sft},
 #endif
       {"version", "print the version", Version},
   };

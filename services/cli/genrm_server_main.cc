@@ -50,25 +50,15 @@ class GenrmServerInstance : public ServiceInstance {
   }
 
   absl::Status OnServing(const std::string& advertised_address) override {
-    if (scheduler_address_.empty()) {
-      FAPO_LOG(INFO) << "no --scheduler: serving without registering";
-      return absl::OkStatus();
-    }
-    rpc::WorkerLeaseOptions options;
-    options.scheduler_address = scheduler_address_;
-    options.channel.security = RpcSecurityFromSpec(spec_.security);
-    options.worker.set_worker_id(worker_id_);
-    options.worker.set_role(fapo::v1::WORKER_ROLE_GENRM);
-    options.worker.set_address(advertised_address);
-    options.worker.set_capacity(spec_.genrm.max_in_flight_per_server);
-    options.worker.set_build_version(kBuildVersion);
+    WorkerRegistration registration;
+    registration.role = fapo::v1::WORKER_ROLE_GENRM;
+    registration.capacity = spec_.genrm.max_in_flight_per_server;
     genrm::GenrmService* service = service_.get();
-    options.in_flight = [service] { return service->in_flight(); };
-    options.on_job_finished = [](fapo::v1::JobState state) {
-      RequestShutdown(0);
-    };
-    options.on_lost = [](const absl::Status& status) { RequestShutdown(1); };
-    ASSIGN_OR_RETURN(lease_, rpc::WorkerLease::Start(std::move(options)));
+    registration.in_flight = [service] { return service->in_flight(); };
+    ASSIGN_OR_RETURN(
+        lease_, StartWorkerLease(ServiceContext{&spec_, nullptr, worker_id_,
+                                                scheduler_address_},
+                                 advertised_address, std::move(registration)));
     return absl::OkStatus();
   }
 

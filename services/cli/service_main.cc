@@ -281,4 +281,26 @@ int RunServiceMain(const ServiceDefinition& definition, int argc, char** argv) {
   return exit_code;
 }
 
+absl::StatusOr<std::unique_ptr<rpc::WorkerLease>> StartWorkerLease(
+    const ServiceContext& context, const std::string& advertised_address,
+    WorkerRegistration registration) {
+  if (context.scheduler_address.empty()) {
+    FAPO_LOG(INFO) << "no --scheduler: serving without registering";
+    return std::unique_ptr<rpc::WorkerLease>();
+  }
+  rpc::WorkerLeaseOptions options;
+  options.scheduler_address = context.scheduler_address;
+  options.channel.security = RpcSecurityFromSpec(context.spec->security);
+  options.worker.set_worker_id(context.worker_id);
+  options.worker.set_role(registration.role);
+  options.worker.set_address(advertised_address);
+  options.worker.set_capacity(registration.capacity);
+  options.worker.set_build_version(kBuildVersion);
+  options.in_flight = std::move(registration.in_flight);
+  options.policy_version = std::move(registration.policy_version);
+  options.on_job_finished = [](fapo::v1::JobState) { RequestShutdown(0); };
+  options.on_lost = [](const absl::Status&) { RequestShutdown(1); };
+  return rpc::WorkerLease::Start(std::move(options));
+}
+
 }  // namespace fapo::cli

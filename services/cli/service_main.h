@@ -34,6 +34,7 @@
 #include "services/config/job_spec.h"
 #include "services/metrics/metrics_registry.h"
 #include "services/rpc/server.h"
+#include "services/rpc/worker_lease.h"
 
 namespace fapo::cli {
 
@@ -104,6 +105,24 @@ struct ServiceDefinition {
 };
 
 int RunServiceMain(const ServiceDefinition& definition, int argc, char** argv);
+
+// What a worker binary registers with the scheduler (role, capacity, load).
+struct WorkerRegistration {
+  fapo::v1::WorkerRole role = fapo::v1::WORKER_ROLE_UNSPECIFIED;
+  int capacity = 1;
+  // Reported in heartbeats; null = 0 / the registered version.
+  std::function<int()> in_flight;
+  std::function<int64_t()> policy_version;
+};
+
+// The lease every worker binary keeps with the scheduler at
+// context.scheduler_address (null, with a log line, when there is none):
+// registered under context.worker_id at `advertised_address` with the
+// job's security; the process stops cleanly (exit 0) once the job is over
+// and exits 1 when the scheduler stays unreachable (rpc::WorkerLease).
+absl::StatusOr<std::unique_ptr<rpc::WorkerLease>> StartWorkerLease(
+    const ServiceContext& context, const std::string& advertised_address,
+    WorkerRegistration registration);
 
 }  // namespace fapo::cli
 
