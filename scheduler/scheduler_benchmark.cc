@@ -112,6 +112,12 @@ int64_t TrainReady(Scheduler& scheduler) {
     trained += static_cast<int64_t>(batch->trajectories.size());
     (void)scheduler.CompleteTrainStep(batch->step, batch->policy_version + 1,
                                       {});
+    // What the weight sync would report (no trainer here).
+    for (const v1::WorkerInfo& worker :
+         scheduler.workers().Alive(v1::WORKER_ROLE_ROLLOUT)) {
+      scheduler.workers().NotePolicyVersion(worker.worker_id(),
+                                            batch->policy_version + 1);
+    }
   }
   return trained;
 }
@@ -153,7 +159,8 @@ void BM_InProcess(benchmark::State& state) {
   TrainReady(*scheduler);
   state.SetItemsProcessed(items);
 }
-BENCHMARK(BM_InProcess)->Unit(benchmark::kMicrosecond)->MinTime(2.0);
+BENCHMARK(BM_InProcess)->Unit(benchmark::kMicrosecond)->MinTime(2.0)
+    ->UseRealTime();
 
 // A Rollout service that streams G 1 KB trajectories per Generate.
 class Writer final : public grpc::ServerWriteReactor<v1::Trajectory> {
