@@ -379,7 +379,7 @@ absl::Status Scheduler::RestoreLocked(const v1::SchedulerSnapshot& snapshot,
     ASSIGN_OR_RETURN(bool complete, queue_->IsGroupComplete(group_id));
     if (complete) {
       GroupInfo& info = open_groups_[group_id];
-      info.prompt = prompt->second;
+      info.prompt = std::make_shared<const v1::Prompt>(prompt->second);
       ++outstanding_groups_;
     } else {
       regenerate_.push_back(prompt->second);
@@ -447,7 +447,8 @@ absl::StatusOr<std::optional<PromptGroup>> Scheduler::NextPromptGroup() {
   group.min_policy_version =
       std::max<int64_t>(0, policy_version_ - options_.max_staleness);
   RETURN_IF_ERROR(queue_->RegisterGroup(group.group_id, group.group_size));
-  open_groups_[group.group_id].prompt = group.prompt;
+  open_groups_[group.group_id].prompt =
+      std::make_shared<const v1::Prompt>(group.prompt);
   ++outstanding_groups_;
   CountLocked("scheduler.groups.admitted");
   return group;
@@ -455,7 +456,7 @@ absl::StatusOr<std::optional<PromptGroup>> Scheduler::NextPromptGroup() {
 
 absl::Status Scheduler::AddTrajectory(v1::Trajectory trajectory) {
   const std::string group_id = trajectory.group_id();
-  v1::Prompt prompt;
+  std::shared_ptr<const v1::Prompt> prompt;  // shared: no copy per sample
   {
     absl::MutexLock lock(&mu_);
     auto it = open_groups_.find(group_id);
@@ -474,22 +475,27 @@ absl::Status Scheduler::AddTrajectory(v1::Trajectory trajectory) {
     metrics_->trajectories->Increment(1);
     metrics_->tokens->Increment(trajectory.response_token_ids_size());
   }
-  const bool correct = verifier_->IsCorrect(prompt, trajectory.response_text());
+  const bool correct = verifier_->IsCorrect(*prompt, trajectory.response_text());
   const std::string id = trajectory.trajectory_id();
   v1::ScoreRequest request;
   if (correct) {
     request.set_request_id(id);
     request.set_trajectory_id(id);
-    request.set_task(prompt.task());
-    request.set_problem(prompt.text());
-    request.set_ground_truth(prompt.ground_truth());
+    request.set_task(prompt->task());
+    request.set_problem(prompt->text());
+    request.set_ground_truth(prompt->ground_truth());
     request.set_solution(trajectory.response_text());
   }
   // Outside mu_: Add may wait for room (backpressure kWait). The queue
   // refuses the sample if the group was dropped meanwhile
   // (require_registered_groups).
-  absl::Status added = queue_->Add(std::move(trajectory), std::move(prompt),
-                                   options_.group_size);
+  // Records carry no prompt: the scheduler keeps each group's prompt
+  // (open_groups_, pending groups) and Snapshot writes it back.
+  absl::Status added =
+      correct ? queue_->AddForScoring(std::move(trajectory), v1::Prompt(),
+                                      options_.group_size)
+              : queue_->Add(std::move(trajectory), v1::Prompt(),
+                            options_.group_size);
   if (added.code() == absl::StatusCode::kNotFound) {
     absl::MutexLock lock(&mu_);
     CountLocked("scheduler.trajectories.discarded");
@@ -505,7 +511,6 @@ absl::Status Scheduler::AddTrajectory(v1::Trajectory trajectory) {
     CountOutcome(kSkipped);
     return absl::OkStatus();
   }
-  RETURN_IF_ERROR(queue_->StartScoring(id));
   return dispatcher_->Submit(std::move(request));
 }
 
@@ -533,7 +538,7 @@ void Scheduler::DropAndRegenerate(const std::string& group_id,
     absl::MutexLock lock(&mu_);
     auto it = open_groups_.find(group_id);
     if (it == open_groups_.end()) return;  // raced with another drop
-    regenerate_.push_back(std::move(it->second.prompt));
+    regenerate_.push_back(*it->second.prompt);
     open_groups_.erase(it);
     --outstanding_groups_;
     absl::StatusOr<std::vector<std::string>> dropped =
@@ -608,7 +613,7 @@ void Scheduler::FillPendingLocked() {
       auto info = open_groups_.find(group.group_id);
       v1::Prompt prompt;
       if (info != open_groups_.end()) {
-        prompt = std::move(info->second.prompt);
+        prompt = *info->second.prompt;
         open_groups_.erase(info);
       } else if (!group.records.empty()) {
         prompt = group.records.front().prompt();
@@ -999,7 +1004,7 @@ v1::SchedulerSnapshot Scheduler::Snapshot() const {
         verdict_counts_[i].load();
   }
   for (const auto& [group_id, info] : open_groups_) {
-    (*snapshot.mutable_group_prompts())[group_id] = info.prompt;
+    (*snapshot.mutable_group_prompts())[group_id] = *info.prompt;
   }
   for (const v1::Prompt& prompt : regenerate_) {
     *snapshot.add_regenerate() = prompt;

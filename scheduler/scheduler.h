@@ -248,7 +248,7 @@ class Scheduler {
   static constexpr int kNumOutcomes = 6;
 
   struct GroupInfo {
-    v1::Prompt prompt;
+    std::shared_ptr<const v1::Prompt> prompt;
     int64_t min_version = INT64_MAX;  // oldest member's policy_version
     bool has_members = false;
   };

@@ -373,6 +373,21 @@ absl::Status TrajectoryQueue::AddWithDeadline(v1::Trajectory trajectory,
                                               v1::Prompt prompt,
                                               int32_t group_size,
                                               absl::Time deadline) {
+  return AddImpl(std::move(trajectory), std::move(prompt), group_size,
+                 deadline, /*start_scoring=*/false);
+}
+
+absl::Status TrajectoryQueue::AddForScoring(v1::Trajectory trajectory,
+                                            v1::Prompt prompt,
+                                            int32_t group_size) {
+  return AddImpl(std::move(trajectory), std::move(prompt), group_size,
+                 clock_->Now() + options_.max_wait, /*start_scoring=*/true);
+}
+
+absl::Status TrajectoryQueue::AddImpl(v1::Trajectory trajectory,
+                                      v1::Prompt prompt, int32_t group_size,
+                                      absl::Time deadline,
+                                      bool start_scoring) {
   absl::MutexLock lock(&mu_);
   if (closed_) {
     return absl::FailedPreconditionError(
@@ -422,7 +437,11 @@ absl::Status TrajectoryQueue::AddWithDeadline(v1::Trajectory trajectory,
   record.set_state(v1::TRAJECTORY_STATE_GENERATED);
   record.set_sequence(next_sequence_++);
   ++added_total_;
-  InsertLocked(std::move(record), &group_it->second);
+  Entry* entry = InsertLocked(std::move(record), &group_it->second);
+  if (start_scoring) {
+    entry->record.set_genrm_attempts(1);
+    MoveLocked(entry, v1::TRAJECTORY_STATE_SCORING);
+  }
   return absl::OkStatus();
 }
 

@@ -164,6 +164,11 @@ class TrajectoryQueue {
   absl::Status AddWithDeadline(v1::Trajectory trajectory, v1::Prompt prompt,
                                int32_t group_size, absl::Time deadline);
 
+  // Add (waiting at most options.max_wait) then StartScoring, under one
+  // lock: the trajectory never shows as generated.
+  absl::Status AddForScoring(v1::Trajectory trajectory, v1::Prompt prompt,
+                             int32_t group_size);
+
   // generated -> scoring; counts a GenRM attempt.
   absl::Status StartScoring(absl::string_view id);
   // The oldest (by arrival) up to `max_count` generated trajectories go to
@@ -252,6 +257,9 @@ class TrajectoryQueue {
   explicit TrajectoryQueue(TrajectoryQueueOptions options);
   absl::Status InitMetrics();
 
+  absl::Status AddImpl(v1::Trajectory trajectory, v1::Prompt prompt,
+                       int32_t group_size, absl::Time deadline,
+                       bool start_scoring);
   absl::Status CheckAddLocked(const v1::Trajectory& trajectory,
                               int32_t group_size)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
