@@ -12,6 +12,7 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "algorithm/loss/policy_loss.h"
+#include "engine/model/policy_options.h"
 #include "engine/tokenizer/character_tokenizer.h"
 #include "engine/tokenizer/tokenizer.h"
 #include "engine/tools/tools.h"
@@ -206,24 +207,6 @@ TrainerSettings TrainerSettingsFromSpec(const config::JobSpec& spec) {
   return settings;
 }
 
-engine::LoadOptions PolicyLoadOptions(const config::PolicyOptions& policy) {
-  engine::LoadOptions options;
-  options.device = policy.device == config::Device::kCuda
-                       ? c10::Device(c10::kCUDA)
-                       : c10::Device(c10::kCPU);
-  switch (policy.dtype) {
-    case config::Dtype::kFloat32:
-      options.dtype = c10::kFloat;
-      break;
-    case config::Dtype::kBfloat16:
-      options.dtype = c10::kBFloat16;
-      break;
-    case config::Dtype::kFloat16:
-      options.dtype = c10::kHalf;
-      break;
-  }
-  return options;
-}
 
 namespace {
 
@@ -248,7 +231,7 @@ absl::StatusOr<std::unique_ptr<engine::CausalLM>> LoadPolicyFromModelDir(
     }
     return engine::CausalLM::FromConfig(config,
                                         static_cast<uint64_t>(spec.job.seed),
-                                        PolicyLoadOptions(spec.policy));
+                                        engine::PolicyLoadOptions(spec.policy));
   }
   if (dir.empty() || !PathExists(absl::StrCat(dir, "/config.json"))) {
     return absl::FailedPreconditionError(absl::StrCat(
@@ -259,7 +242,7 @@ absl::StatusOr<std::unique_ptr<engine::CausalLM>> LoadPolicyFromModelDir(
         ". Create one with `fapo init-model --out DIR` and warm-start it with "
         "`fapo sft`, then set policy.model_dir to it"));
   }
-  return engine::CausalLM::Load(dir, PolicyLoadOptions(spec.policy));
+  return engine::CausalLM::Load(dir, engine::PolicyLoadOptions(spec.policy));
 }
 
 }  // namespace
@@ -280,7 +263,7 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(
   if (newest.has_value()) {
     const std::string dir = absl::StrCat(newest->path, "/", kPolicySubdir);
     absl::StatusOr<std::unique_ptr<engine::CausalLM>> loaded =
-        engine::CausalLM::Load(dir, PolicyLoadOptions(spec.policy));
+        engine::CausalLM::Load(dir, engine::PolicyLoadOptions(spec.policy));
     if (!loaded.ok()) {
       return absl::Status(loaded.status().code(),
                           absl::StrCat("checkpoint ", newest->path, ": ",

@@ -81,9 +81,6 @@ struct TrainerSettings {
 // tokenizer_path = policy.tokenizer_path (or <model_dir>/tokenizer.json).
 TrainerSettings TrainerSettingsFromSpec(const config::JobSpec& spec);
 
-// engine::LoadOptions for policy.device and policy.dtype.
-engine::LoadOptions PolicyLoadOptions(const config::PolicyOptions& policy);
-
 struct TrainStepResult {
   int64_t step = 0;
   int64_t policy_version = 0;

@@ -15,6 +15,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "engine/model/model.h"
+#include "engine/model/policy_options.h"
 #include "engine/tokenizer/tokenizer.h"
 #include "rollout_worker/rollout_service.h"
 #include "rollout_worker/rollout_worker.h"
@@ -32,24 +33,6 @@ namespace {
 // thread] in rollout_worker.h).
 constexpr int kRolloutCapacity = 2;
 
-engine::LoadOptions LoadOptionsFromSpec(const config::PolicyOptions& policy) {
-  engine::LoadOptions options;
-  options.device = policy.device == config::Device::kCuda
-                       ? c10::Device(c10::kCUDA)
-                       : c10::Device(c10::kCPU);
-  switch (policy.dtype) {
-    case config::Dtype::kFloat32:
-      options.dtype = c10::kFloat;
-      break;
-    case config::Dtype::kBfloat16:
-      options.dtype = c10::kBFloat16;
-      break;
-    case config::Dtype::kFloat16:
-      options.dtype = c10::kHalf;
-      break;
-  }
-  return options;
-}
 
 class RolloutWorkerInstance : public ServiceInstance {
  public:
@@ -66,7 +49,7 @@ class RolloutWorkerInstance : public ServiceInstance {
     at::set_num_threads(spec.rollout.threads_per_worker);
     ASSIGN_OR_RETURN(std::unique_ptr<engine::CausalLM> model,
                      engine::CausalLM::Load(spec.policy.model_dir,
-                                            LoadOptionsFromSpec(spec.policy)));
+                                            engine::PolicyLoadOptions(spec.policy)));
     const std::string tokenizer_path =
         spec.policy.tokenizer_path.empty()
             ? spec.policy.model_dir + "/tokenizer.json"

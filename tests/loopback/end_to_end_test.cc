@@ -20,6 +20,7 @@
 #include "services/rpc/channel.h"
 #include "services/status/status_matchers.h"
 #include "tests/support/eventually.h"
+#include "tests/support/service_process.h"
 #include "tests/support/subprocess.h"
 
 namespace fapo {
@@ -69,21 +70,16 @@ class EndToEndTest : public ::testing::Test {
                                     std::vector<std::string> extra,
                                     nlohmann::json* ready) {
     std::vector<std::string> argv = {BinaryPath(binary)};
-    std::vector<std::string> flags = Flags();
-    argv.insert(argv.end(), flags.begin(), flags.end());
+    std::vector<std::string> common = Flags();
+    argv.insert(argv.end(), common.begin(), common.end());
     argv.insert(argv.end(), extra.begin(), extra.end());
-    const std::string ready_file = dir_.path() + "/" + name + ".ready";
-    argv.insert(argv.end(), {"--ready-file", ready_file, "--worker-id", name});
-    const std::string log = dir_.path() + "/" + name + ".log";
-    logs_.push_back(log);
-    auto process = Subprocess::Start(argv, log);
-    EXPECT_THAT(process, IsOk());
-    if (!process.ok()) return nullptr;
-    auto contents = testing::WaitForFile(ready_file, absl::Seconds(60));
-    EXPECT_THAT(contents, IsOk()) << testing::TailOfFile(log);
-    if (!contents.ok()) return nullptr;
-    *ready = nlohmann::json::parse(*contents);
-    return *std::move(process);
+    logs_.push_back(dir_.path() + "/" + name + ".log");
+    absl::StatusOr<testing::StartedService> started =
+        testing::StartService(argv, dir_.path(), name);
+    EXPECT_THAT(started, IsOk());
+    if (!started.ok()) return nullptr;
+    *ready = started->ready;
+    return std::move(started->process);
   }
 
   v1::JobStatus Status() {

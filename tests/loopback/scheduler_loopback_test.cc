@@ -27,6 +27,7 @@
 #include "tasks/arith/problem.h"
 #include "tasks/arith/solution.h"
 #include "tests/support/eventually.h"
+#include "tests/support/service_process.h"
 #include "tests/support/http_get.h"
 #include "tests/support/subprocess.h"
 
@@ -159,18 +160,13 @@ class SchedulerLoopbackTest : public ::testing::Test {
     std::vector<std::string> common = CommonFlags();
     argv.insert(argv.end(), common.begin(), common.end());
     argv.insert(argv.end(), extra.begin(), extra.end());
-    const std::string ready_file = dir_.path() + "/" + name + ".ready";
-    argv.insert(argv.end(), {"--ready-file", ready_file, "--worker-id", name});
-    const std::string log = dir_.path() + "/" + name + ".log";
-    logs_.push_back(log);
-    auto process = Subprocess::Start(argv, log);
-    EXPECT_THAT(process, IsOk());
-    if (!process.ok()) return nullptr;
-    auto contents = testing::WaitForFile(ready_file, absl::Seconds(30));
-    EXPECT_THAT(contents, IsOk()) << testing::TailOfFile(log);
-    if (!contents.ok()) return nullptr;
-    *ready = nlohmann::json::parse(*contents);
-    return *std::move(process);
+    logs_.push_back(dir_.path() + "/" + name + ".log");
+    absl::StatusOr<testing::StartedService> started =
+        testing::StartService(argv, dir_.path(), name);
+    EXPECT_THAT(started, IsOk());
+    if (!started.ok()) return nullptr;
+    *ready = started->ready;
+    return std::move(started->process);
   }
 
   v1::JobStatus Status() {
