@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "nlohmann/json.hpp"
 #include "services/files/files.h"
@@ -187,7 +188,7 @@ absl::StatusOr<bool> TrainerDriver::RunOnce() {
         {"checkpoint_s", absl::ToDoubleSeconds(checkpointed - synced)},
         {"weight_sync_failures", failures},
     };
-    absl::Status written = AppendMetricsLine(line.dump() + "\n");
+    absl::Status written = AppendMetricsLine(batch->step, line.dump() + "\n");
     if (!written.ok()) FAPO_LOG(ERROR) << "metrics.jsonl: " << written;
   }
   last_step_end_ = absl::Now();
@@ -253,12 +254,43 @@ int TrainerDriver::SyncWeights(const std::string& trainer_address,
   return failures;
 }
 
-absl::Status TrainerDriver::AppendMetricsLine(const std::string& text) {
+// NOTE [metrics after a resume]
+// A job resumes from its newest checkpoint, which may be older than its
+// last step (a crash, a kill, checkpoint_every > 1): the steps after the
+// checkpoint are trained again, and their old metrics lines describe a
+// history that no longer exists. So metrics.jsonl keeps one line per step
+// of the run as it stands: at the first line this process writes (for step
+// s), every line of step s or later is dropped (the file is rewritten
+// atomically), then lines are appended.
+absl::Status TrainerDriver::AppendMetricsLine(int64_t step,
+                                              const std::string& text) {
   if (metrics_file_ == nullptr) {
     // Opened at the first step (not at start-up, so a scheduler that never
     // trains writes nothing), appending: a resumed job continues the file.
     RETURN_IF_ERROR(
         files::MakeDirectories(files::ParentDirectory(options_.metrics_path)));
+    absl::StatusOr<std::string> old = files::ReadFile(options_.metrics_path);
+    if (old.ok()) {
+      std::string kept;
+      size_t dropped = 0;
+      for (absl::string_view line : absl::StrSplit(*old, '\n')) {
+        if (line.empty()) continue;
+        nlohmann::json parsed = nlohmann::json::parse(line, nullptr, false);
+        if (parsed.is_object() && parsed.value("step", int64_t{0}) >= step) {
+          ++dropped;
+          continue;
+        }
+        absl::StrAppend(&kept, line, "\n");
+      }
+      if (dropped > 0) {
+        FAPO_LOG(WARNING) << "metrics.jsonl: dropping " << dropped
+                          << " lines of step " << step
+                          << " or later: the job resumed from an older "
+                             "checkpoint and trains those steps again";
+        RETURN_IF_ERROR(
+            files::WriteFileAtomically(options_.metrics_path, kept));
+      }
+    }
     metrics_file_ = std::fopen(options_.metrics_path.c_str(), "a");
     if (metrics_file_ == nullptr) {
       return files::ErrnoError(

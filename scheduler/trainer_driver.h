@@ -96,7 +96,11 @@ class TrainerDriver {
   // Updates live rollout workers whose known version is behind.
   void CatchUpWorkers(const std::string& trainer_address);
   absl::Status Checkpoint(const std::string& trainer_address, int64_t step);
-  absl::Status AppendMetricsLine(const std::string& text);
+  // Appends the line of `step` to metrics.jsonl. NOTE [metrics after a
+  // resume]: at the first append, lines of `step` or later (written after
+  // the checkpoint the job resumed from, and about to be written again) are
+  // dropped from the file.
+  absl::Status AppendMetricsLine(int64_t step, const std::string& text);
 
   const TrainerDriverOptions options_;
   Scheduler* const scheduler_;

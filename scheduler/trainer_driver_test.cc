@@ -129,6 +129,28 @@ TEST_F(TrainerDriverTest, RunsEachStepEndToEnd) {
   EXPECT_TRUE(lines[0].contains("weight_sync_s"));
 }
 
+TEST_F(TrainerDriverTest, LinesFromAfterTheResumedCheckpointAreDropped) {
+  // NOTE [metrics after a resume]: a previous process got to step 3 but the
+  // job restarts at step 0 (no checkpoint): its lines describe steps that
+  // are trained again.
+  {
+    std::ofstream old(dir_.path() + "/metrics.jsonl");
+    for (int step = 1; step <= 3; ++step) {
+      old << nlohmann::json({{"step", step}, {"stale", true}}).dump() << "\n";
+    }
+  }
+  Start(/*total_steps=*/3, /*checkpoint_every=*/0);
+  GenerateGroup();
+  ASSERT_THAT(driver_->RunOnce(), IsOkAndHolds(true));
+  std::vector<nlohmann::json> lines = MetricsLines();
+  ASSERT_THAT(lines, SizeIs(1));
+  EXPECT_EQ(lines[0]["step"], 1);
+  EXPECT_FALSE(lines[0].contains("stale"));
+  GenerateGroup();
+  ASSERT_THAT(driver_->RunOnce(), IsOkAndHolds(true));
+  EXPECT_THAT(MetricsLines(), SizeIs(2));
+}
+
 TEST_F(TrainerDriverTest, AFailedStepIsRetriedWithTheSameBatch) {
   Start(3, 0);
   GenerateGroup();

@@ -1,12 +1,14 @@
 // `fapo`: the user's entry point. One subcommand per task:
 //
+//   fapo launch JOB.yaml [--set KEY=VALUE]...     run a job: every service
+//                                                 a local process
 //   fapo validate JOB.yaml [--set KEY=VALUE]...   check a job spec, print it
 //   fapo health ADDRESS [--config JOB.yaml]       ask a service if it serves
 //   fapo tokenize / generate / logprobs / init-model   model tools
 //   fapo sft --corpus FILE --out DIR              supervised warm start
 //   fapo version
 //
-// Later stages add launch, sft, eval and report.
+// Later stages add report.
 #include <iostream>
 #include <string>
 #include <vector>
@@ -17,6 +19,7 @@
 #include "services/cli/flags.h"
 #include "services/cli/spec_bridge.h"
 #include "services/config/job_spec.h"
+#include "services/launcher/launcher.h"
 #include "services/logging/log.h"
 #include "services/rpc/channel.h"
 #include "services/rpc/introspection.h"
@@ -157,6 +160,10 @@ int Sft(const std::vector<std::string>& args) {
 }
 #endif
 
+int Launch(const std::vector<std::string>& args) {
+  return launcher::RunLaunchCommand(args, std::cout, std::cerr);
+}
+
 int Version(const std::vector<std::string>& /*args*/) {
   std::cout << "fapo " << kVersion << "\n";
   return 0;
@@ -164,6 +171,7 @@ int Version(const std::vector<std::string>& /*args*/) {
 
 const std::vector<Subcommand>& Subcommands() {
   static const auto* subcommands = new std::vector<Subcommand>{
+      {"launch", "run a job: every service as a local process", Launch},
       {"validate", "check a job spec and print the effective config", Validate},
       {"health", "ask a running service whether it is serving", Health},
 #ifdef FAPO_HAVE_ENGINE_TOOLS

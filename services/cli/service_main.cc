@@ -5,7 +5,6 @@
 
 #include <atomic>
 #include <cstdio>
-#include <fstream>
 #include <iostream>
 
 #include "absl/strings/str_cat.h"
@@ -14,6 +13,7 @@
 #include "nlohmann/json.hpp"
 #include "services/cli/flags.h"
 #include "services/cli/spec_bridge.h"
+#include "services/files/files.h"
 #include "services/logging/log.h"
 #include "services/metrics/metrics_server.h"
 #include "services/status/status_macros.h"
@@ -43,25 +43,6 @@ std::string Hostname() {
     return "localhost";
   }
   return host;
-}
-
-absl::Status WriteFileAtomically(const std::string& path,
-                                 const std::string& contents) {
-  const std::string temp = absl::StrCat(path, ".tmp.", getpid());
-  {
-    std::ofstream out(temp, std::ios::trunc);
-    out << contents;
-    out.close();
-    if (!out) {
-      return absl::InternalError(absl::StrCat("cannot write '", temp, "'"));
-    }
-  }
-  if (std::rename(temp.c_str(), path.c_str()) != 0) {
-    std::remove(temp.c_str());
-    return absl::InternalError(
-        absl::StrCat("cannot rename '", temp, "' to '", path, "'"));
-  }
-  return absl::OkStatus();
 }
 
 // Metrics every service exports, whatever it does.
@@ -255,7 +236,7 @@ int RunServiceMain(const ServiceDefinition& definition, int argc, char** argv) {
         {"metrics_url", metrics_server ? metrics_server->url() : ""},
     };
     absl::Status written =
-        WriteFileAtomically(values.ready_file, ready.dump() + "\n");
+        files::WriteFileAtomically(values.ready_file, ready.dump() + "\n");
     if (!written.ok()) {
       FAPO_LOG(ERROR) << "--ready-file: " << written;
       return 1;

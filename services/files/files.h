@@ -7,6 +7,7 @@
 #include <string>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 
 namespace fapo::files {
@@ -25,6 +26,15 @@ std::string ParentDirectory(const std::string& path);
 // when it exists already; FailedPrecondition when it or a parent is a
 // file; errno's code otherwise, naming the path.
 absl::Status MakeDirectories(const std::string& directory);
+
+// Replaces `path` with `contents` atomically: written to a temporary file
+// beside it, then renamed over it, so a reader sees the old file or the
+// whole new one, never a part. Errors name the file.
+absl::Status WriteFileAtomically(const std::string& path,
+                                 absl::string_view contents);
+
+// The whole file. NotFound (naming it) when it does not exist.
+absl::StatusOr<std::string> ReadFile(const std::string& path);
 
 }  // namespace fapo::files
 

@@ -1,9 +1,11 @@
 #include "services/files/files.h"
 
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <fstream>
 
+#include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "services/status/status_matchers.h"
@@ -48,6 +50,28 @@ TEST(FilesTest, PathHelpers) {
   EXPECT_EQ(ParentDirectory("/c"), "/");
   EXPECT_EQ(ParentDirectory("c"), ".");
   EXPECT_THAT(ErrnoError(ENOENT, "x").code(), absl::StatusCode::kNotFound);
+}
+
+TEST(FilesTest, WriteFileAtomicallyReplacesTheWholeFile) {
+  testing::TempDir dir("fapo-files-");
+  const std::string path = dir.path() + "/config.yaml";
+  ASSERT_THAT(WriteFileAtomically(path, "first version, longer\n"), IsOk());
+  ASSERT_THAT(WriteFileAtomically(path, "second\n"), IsOk());
+  absl::StatusOr<std::string> read = ReadFile(path);
+  ASSERT_THAT(read, IsOk());
+  EXPECT_EQ(*read, "second\n");
+  // No temporary file is left beside it.
+  EXPECT_EQ(testing::ReadFileOrEmpty(
+                absl::StrCat(path, ".tmp.", ::getpid())),
+            "");
+}
+
+TEST(FilesTest, WriteAndReadErrorsNameTheFile) {
+  testing::TempDir dir("fapo-files-");
+  EXPECT_THAT(WriteFileAtomically(dir.path() + "/missing/x", "x"),
+              StatusIs(absl::StatusCode::kNotFound, HasSubstr("missing/x")));
+  EXPECT_THAT(ReadFile(dir.path() + "/nothing"),
+              StatusIs(absl::StatusCode::kNotFound, HasSubstr("nothing")));
 }
 
 }  // namespace

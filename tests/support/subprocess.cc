@@ -1,13 +1,9 @@
 #include "tests/support/subprocess.h"
 
-#include <arpa/inet.h>
 #include <fcntl.h>
 #include <ftw.h>
-#include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
-#include <sys/prctl.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -20,155 +16,33 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 
 namespace fapo::testing {
-namespace {
-
-int DecodeWaitStatus(int status) {
-  if (WIFEXITED(status)) return WEXITSTATUS(status);
-  if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
-  return -1;
-}
-
-// What the child does between fork and exec; every fd is prepared before
-// the fork, because only async-signal-safe calls are allowed in between
-// (test processes have threads: gRPC's, civetweb's, curl's).
-struct ChildSetup {
-  int stdin_fd;
-  int stdout_fd;
-  int stderr_fd;
-  std::vector<int> close_fds;
-};
-
-// Forks and execs `program` (a full path). The child dies with this process.
-absl::StatusOr<pid_t> ForkExec(const std::string& program,
-                               const std::vector<std::string>& argv,
-                               const ChildSetup& setup) {
-  std::vector<char*> args;
-  for (const std::string& arg : argv) {
-    args.push_back(const_cast<char*>(arg.c_str()));
-  }
-  args.push_back(nullptr);
-  const pid_t parent = getpid();
-  const pid_t pid = fork();
-  if (pid < 0) {
-    return absl::InternalError(
-        absl::StrCat("fork failed: ", std::strerror(errno)));
-  }
-  if (pid == 0) {
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (getppid() != parent) _exit(127);  // the parent is already gone
-    dup2(setup.stdin_fd, STDIN_FILENO);
-    dup2(setup.stdout_fd, STDOUT_FILENO);
-    dup2(setup.stderr_fd, STDERR_FILENO);
-    for (int fd : setup.close_fds) close(fd);
-    // Whatever the test blocked (servers block SIGTERM for sigwait), the
-    // child starts with no signal blocked.
-    sigset_t empty;
-    sigemptyset(&empty);
-    sigprocmask(SIG_SETMASK, &empty, nullptr);
-    execv(program.c_str(), args.data());
-    _exit(127);
-  }
-  return pid;
-}
-
-absl::StatusOr<std::string> ResolveProgram(const std::string& name) {
-  if (name.find('/') != std::string::npos) {
-    if (access(name.c_str(), X_OK) != 0) {
-      return absl::NotFoundError(
-          absl::StrCat("cannot run '", name, "': ", std::strerror(errno)));
-    }
-    return name;
-  }
-  std::string path = FindOnPath(name);
-  if (path.empty()) {
-    return absl::NotFoundError(absl::StrCat("'", name, "' is not on PATH"));
-  }
-  return path;
-}
-
-}  // namespace
-
 absl::StatusOr<std::unique_ptr<Subprocess>> Subprocess::Start(
     const std::vector<std::string>& argv, const std::string& log_path) {
-  if (argv.empty()) return absl::InvalidArgumentError("empty argv");
-  absl::StatusOr<std::string> program = ResolveProgram(argv[0]);
-  if (!program.ok()) return program.status();
-  const std::string log = log_path.empty() ? "/dev/null" : log_path;
-  const int log_fd =
-      open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-  if (log_fd < 0) {
-    return absl::InternalError(absl::StrCat("cannot open '", log, "'"));
-  }
-  const int null_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-  absl::StatusOr<pid_t> pid =
-      ForkExec(*program, argv, {null_fd, log_fd, log_fd, {}});
-  close(log_fd);
-  close(null_fd);
-  if (!pid.ok()) return pid.status();
-  return std::unique_ptr<Subprocess>(new Subprocess(*pid));
-}
-
-Subprocess::~Subprocess() { Stop(absl::Seconds(5)); }
-
-bool Subprocess::Reap(int flags) {
-  if (exited_) return true;
-  int status = 0;
-  pid_t result;
-  do {
-    result = waitpid(pid_, &status, flags);
-  } while (result < 0 && errno == EINTR);
-  if (result == pid_) {
-    exited_ = true;
-    exit_code_ = DecodeWaitStatus(status);
-    return true;
-  }
-  return false;
-}
-
-bool Subprocess::Running() { return !Reap(WNOHANG); }
-
-void Subprocess::Signal(int signal_number) {
-  if (!exited_) kill(pid_, signal_number);
-}
-
-void Subprocess::Stop(absl::Duration grace) {
-  if (!Running()) return;
-  kill(pid_, SIGTERM);
-  if (Wait(grace).ok()) return;
-  kill(pid_, SIGKILL);
-  Reap(0);
-}
-
-absl::StatusOr<int> Subprocess::Wait(absl::Duration timeout) {
-  absl::Time deadline = absl::Now() + timeout;
-  while (!Reap(WNOHANG)) {
-    if (absl::Now() >= deadline) {
-      return absl::DeadlineExceededError(
-          absl::StrCat("process ", pid_, " still running after ",
-                       absl::FormatDuration(timeout)));
-    }
-    absl::SleepFor(absl::Milliseconds(10));
-  }
-  return exit_code_;
+  process::SpawnOptions options;
+  options.log_path = log_path;
+  options.parent_death_signal = SIGKILL;
+  absl::StatusOr<std::unique_ptr<process::ChildProcess>> child =
+      process::ChildProcess::Start(argv, options);
+  if (!child.ok()) return child.status();
+  return std::unique_ptr<Subprocess>(new Subprocess(std::move(*child)));
 }
 
 absl::StatusOr<CommandResult> RunCommand(const std::vector<std::string>& argv,
                                          absl::Duration timeout,
                                          const std::string& stdin_text) {
   if (argv.empty()) return absl::InvalidArgumentError("empty argv");
-  absl::StatusOr<std::string> program = ResolveProgram(argv[0]);
+  absl::StatusOr<std::string> program = process::ResolveProgram(argv[0]);
   if (!program.ok()) return program.status();
   int in_pipe[2], out_pipe[2], err_pipe[2];
   if (pipe2(in_pipe, O_CLOEXEC) != 0 || pipe2(out_pipe, O_CLOEXEC) != 0 ||
       pipe2(err_pipe, O_CLOEXEC) != 0) {
     return absl::InternalError("pipe failed");
   }
-  absl::StatusOr<pid_t> pid =
-      ForkExec(*program, argv, {in_pipe[0], out_pipe[1], err_pipe[1], {}});
+  absl::StatusOr<pid_t> pid = process::ForkExec(
+      *program, argv, {in_pipe[0], out_pipe[1], err_pipe[1]}, {});
   close(in_pipe[0]);
   close(out_pipe[1]);
   close(err_pipe[1]);
@@ -235,7 +109,7 @@ absl::StatusOr<CommandResult> RunCommand(const std::vector<std::string>& argv,
         "'", argv[0], "' did not finish within ", absl::FormatDuration(timeout),
         "; output so far: ", result.stdout_text, result.stderr_text));
   }
-  result.exit_code = DecodeWaitStatus(status);
+  result.exit_code = process::DecodeWaitStatus(status);
   return result;
 }
 
@@ -265,31 +139,6 @@ std::string TailOfFile(const std::string& path, size_t max_bytes) {
   std::string contents = ReadFileOrEmpty(path);
   if (contents.size() <= max_bytes) return contents;
   return "..." + contents.substr(contents.size() - max_bytes);
-}
-
-std::string FindOnPath(const std::string& program) {
-  const char* path = std::getenv("PATH");
-  if (path == nullptr) return "";
-  for (absl::string_view dir : absl::StrSplit(path, ':', absl::SkipEmpty())) {
-    const std::string candidate = absl::StrCat(dir, "/", program);
-    if (access(candidate.c_str(), X_OK) == 0) return candidate;
-  }
-  return "";
-}
-
-absl::StatusOr<int> FreeLoopbackPort() {
-  const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return absl::InternalError("socket() failed");
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t length = sizeof(address);
-  const bool ok =
-      bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) == 0 &&
-      getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length) == 0;
-  close(fd);
-  if (!ok) return absl::InternalError("cannot bind 127.0.0.1:0");
-  return static_cast<int>(ntohs(address.sin_port));
 }
 
 absl::StatusOr<std::string> MakeTempDir(const std::string& prefix) {

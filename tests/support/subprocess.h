@@ -12,14 +12,19 @@
 
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "services/process/child_process.h"
 
 namespace fapo::testing {
 
+// A child process for tests: process::ChildProcess (services/process) with
+// the tests' defaults, stdout and stderr to `log_path` and death with the
+// test process (SIGKILL).
 class Subprocess {
  public:
   // Starts argv[0] (searched in PATH when it has no '/'), with stdout and
@@ -30,26 +35,26 @@ class Subprocess {
 
   Subprocess(const Subprocess&) = delete;
   Subprocess& operator=(const Subprocess&) = delete;
-  ~Subprocess();  // Stop(5 s) if still running
+  ~Subprocess() = default;  // the child gets Stop(5 s) if still running
 
-  pid_t pid() const { return pid_; }
-  bool Running();
-  void Signal(int signal_number);
+  pid_t pid() const { return child_->pid(); }
+  bool Running() { return child_->Running(); }
+  void Signal(int signal_number) { child_->Signal(signal_number); }
   // SIGTERM, then SIGKILL if still running after `grace`; reaps the child.
-  void Stop(absl::Duration grace);
+  void Stop(absl::Duration grace) { child_->Stop(grace); }
 
   // Waits up to `timeout`. Returns the exit code, or 128 + signal number
   // when killed by a signal (as shells report it); DeadlineExceeded when
   // still running.
-  absl::StatusOr<int> Wait(absl::Duration timeout);
+  absl::StatusOr<int> Wait(absl::Duration timeout) {
+    return child_->Wait(timeout);
+  }
 
  private:
-  explicit Subprocess(pid_t pid) : pid_(pid) {}
-  bool Reap(int flags);
+  explicit Subprocess(std::unique_ptr<process::ChildProcess> child)
+      : child_(std::move(child)) {}
 
-  pid_t pid_;
-  bool exited_ = false;
-  int exit_code_ = 0;
+  std::unique_ptr<process::ChildProcess> child_;
 };
 
 struct CommandResult {
@@ -76,11 +81,11 @@ std::string ReadFileOrEmpty(const std::string& path);
 std::string TailOfFile(const std::string& path, size_t max_bytes = 4000);
 
 // The full path of `program` on $PATH, or "" when it is not there.
-std::string FindOnPath(const std::string& program);
+using process::FindOnPath;
 
 // A port that was free on 127.0.0.1 a moment ago (bind to 0, close). For
 // programs that cannot pick their own port and report it.
-absl::StatusOr<int> FreeLoopbackPort();
+using process::FreeLoopbackPort;
 
 // A fresh directory under $TMPDIR (or /tmp) named <prefix>XXXXXX.
 absl::StatusOr<std::string> MakeTempDir(const std::string& prefix);

@@ -1,0 +1,202 @@
+// `fapo launch` as a user runs it: the real binary starting the real
+// services on loopback for a few steps of the embedded tiny policy. Checks
+// the run directory, that every process is gone afterwards, and the two
+// ways a run ends early: Ctrl-C (exit 130 with a checkpoint, then the same
+// command resumes to the end) and a process killed mid-run (exit 1 naming
+// it).
+#include <signal.h>
+
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
+#include "services/config/job_spec.h"
+#include "services/status/status_matchers.h"
+#include "tests/support/subprocess.h"
+
+namespace fapo {
+namespace {
+
+using ::fapo::testing::BinaryPath;
+using ::fapo::testing::IsOk;
+using ::fapo::testing::IsOkAndHolds;
+using ::fapo::testing::ReadFileOrEmpty;
+using ::fapo::testing::SourcePath;
+using ::fapo::testing::Subprocess;
+using ::testing::HasSubstr;
+
+class LaunchTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_THAT(dir_.status(), IsOk());
+    model_dir_ = dir_.path() + "/tiny-policy";
+    run_dir_ = dir_.path() + "/run";
+    auto made = testing::RunCommand({BinaryPath("fapo"), "init-model", "--out",
+                                     model_dir_, "--seed", "1"},
+                                    absl::Seconds(60));
+    ASSERT_THAT(made, IsOk());
+    ASSERT_EQ(made->exit_code, 0) << made->stderr_text;
+  }
+
+  std::vector<std::string> Command(int steps) {
+    return {BinaryPath("fapo"), "launch", SourcePath("configs/quickstart.yaml"),
+            "--set", "policy.model_dir=" + model_dir_,
+            "--set", "job.output_dir=" + run_dir_,
+            "--set", absl::StrCat("job.steps=", steps),
+            "--set", "rollout.group_size=4",
+            "--set", "rollout.prompts_per_step=4",
+            "--set", "rollout.max_new_tokens=16",
+            "--set", "trainer.micro_batch_size=8",
+            "--set", "trainer.checkpoint_every=1000",
+            "--set", "scheduler.heartbeat_interval_ms=200",
+            "--set", "scheduler.worker_timeout_ms=3000",
+            "--progress", "line", "--progress-every-s", "1",
+            "--stop-timeout-s", "30"};
+  }
+
+  std::vector<nlohmann::json> MetricsLines() {
+    std::ifstream in(run_dir_ + "/metrics.jsonl");
+    std::vector<nlohmann::json> lines;
+    // A line still being written is not one yet.
+    for (std::string line; std::getline(in, line) && !in.eof();) {
+      nlohmann::json parsed = nlohmann::json::parse(line, nullptr, false);
+      EXPECT_FALSE(parsed.is_discarded()) << "metrics.jsonl: '" << line << "'";
+      if (!parsed.is_discarded()) lines.push_back(std::move(parsed));
+    }
+    return lines;
+  }
+
+  // The processes launch.json names, none of which may be running.
+  void ExpectEveryProcessGone() {
+    const std::string text = ReadFileOrEmpty(run_dir_ + "/launch.json");
+    nlohmann::json launch = nlohmann::json::parse(text, nullptr, false);
+    ASSERT_TRUE(launch.is_object() && launch["processes"].is_array())
+        << "launch.json: " << text;
+    for (const nlohmann::json& process : launch["processes"]) {
+      const pid_t pid = process["pid"].get<int>();
+      // Reaped by the launcher: the pid no longer exists (or is reused by
+      // an unrelated process, which a zombie check cannot tell apart; the
+      // launcher's exit means it reaped them).
+      const std::string stat =
+          ReadFileOrEmpty(absl::StrCat("/proc/", pid, "/cmdline"));
+      EXPECT_THAT(stat, ::testing::Not(HasSubstr(run_dir_)))
+          << process["name"] << " (pid " << pid << ") is still running";
+    }
+  }
+
+  // Waits until metrics.jsonl has `steps` lines.
+  bool WaitForSteps(size_t steps, Subprocess& launcher) {
+    const absl::Time deadline = absl::Now() + absl::Seconds(120);
+    while (absl::Now() < deadline && launcher.Running()) {
+      if (MetricsLines().size() >= steps) return true;
+      absl::SleepFor(absl::Milliseconds(100));
+    }
+    return false;
+  }
+
+  testing::TempDir dir_{"fapo-launch-"};
+  std::string model_dir_;
+  std::string run_dir_;
+};
+
+TEST_F(LaunchTest, RunsTheJobAndWritesTheRunDirectory) {
+  constexpr int kSteps = 3;
+  auto result = testing::RunCommand(Command(kSteps), absl::Seconds(240));
+  ASSERT_THAT(result, IsOk());
+  ASSERT_EQ(result->exit_code, 0) << result->stdout_text << result->stderr_text;
+  EXPECT_THAT(result->stdout_text, HasSubstr("step 3/3"));
+  EXPECT_THAT(result->stdout_text, HasSubstr("run directory: " + run_dir_));
+
+  // The config snapshot is what every service read: a valid spec with the
+  // overrides in it.
+  absl::StatusOr<config::JobSpec> snapshot =
+      config::LoadJobSpecFile(run_dir_ + "/config.yaml");
+  ASSERT_THAT(snapshot, IsOk());
+  EXPECT_EQ(snapshot->policy.model_dir, model_dir_);
+  EXPECT_EQ(snapshot->job.steps, kSteps);
+
+  std::vector<nlohmann::json> lines = MetricsLines();
+  ASSERT_EQ(lines.size(), static_cast<size_t>(kSteps));
+  EXPECT_EQ(lines.back()["step"], kSteps);
+  EXPECT_TRUE(
+      testing::WaitForFile(run_dir_ + "/checkpoints/step-3/policy/config.json",
+                           absl::Seconds(1))
+          .ok());
+
+  nlohmann::json launch =
+      nlohmann::json::parse(ReadFileOrEmpty(run_dir_ + "/launch.json"));
+  std::vector<std::string> names;
+  for (const nlohmann::json& process : launch["processes"]) {
+    names.push_back(process["name"]);
+    EXPECT_THAT(ReadFileOrEmpty(process["log"].get<std::string>()),
+                HasSubstr("stopped cleanly"))
+        << process["name"];
+  }
+  EXPECT_THAT(names, ::testing::UnorderedElementsAre(
+                         "trainer-0", "scheduler", "genrm-0", "rollout-0",
+                         "rollout-1"));
+  nlohmann::json targets = nlohmann::json::parse(
+      ReadFileOrEmpty(run_dir_ + "/prometheus_targets.json"));
+  EXPECT_EQ(targets.size(), 5u);
+  ExpectEveryProcessGone();
+}
+
+TEST_F(LaunchTest, CtrlCStopsWithACheckpointAndTheSameCommandResumes) {
+  constexpr int kSteps = 12;
+  const std::string log = dir_.path() + "/launch-1.log";
+  auto launcher = Subprocess::Start(Command(kSteps), log);
+  ASSERT_THAT(launcher, IsOk());
+  ASSERT_TRUE(WaitForSteps(2, **launcher)) << ReadFileOrEmpty(log);
+  (*launcher)->Signal(SIGINT);
+  EXPECT_THAT((*launcher)->Wait(absl::Seconds(90)), IsOkAndHolds(130))
+      << ReadFileOrEmpty(log);
+  EXPECT_THAT(ReadFileOrEmpty(log), HasSubstr("interrupted"));
+  ExpectEveryProcessGone();
+  const size_t stopped_at = MetricsLines().size();
+  ASSERT_GE(stopped_at, 2u);
+  ASSERT_LT(stopped_at, static_cast<size_t>(kSteps)) << "too late to test";
+  EXPECT_TRUE(testing::WaitForFile(absl::StrCat(run_dir_, "/checkpoints/step-",
+                                                stopped_at, "/policy/config.json"),
+                                   absl::Seconds(1))
+                  .ok())
+      << "no checkpoint of step " << stopped_at;
+
+  auto resumed = testing::RunCommand(Command(kSteps), absl::Seconds(240));
+  ASSERT_THAT(resumed, IsOk());
+  ASSERT_EQ(resumed->exit_code, 0)
+      << resumed->stdout_text << resumed->stderr_text;
+  // One line per step, no step twice, none missing.
+  std::vector<nlohmann::json> lines = MetricsLines();
+  ASSERT_EQ(lines.size(), static_cast<size_t>(kSteps));
+  for (int i = 0; i < kSteps; ++i) EXPECT_EQ(lines[i]["step"], i + 1);
+  EXPECT_THAT(ReadFileOrEmpty(run_dir_ + "/logs/scheduler.log"),
+              HasSubstr(absl::StrCat("resuming at step ", stopped_at)));
+}
+
+TEST_F(LaunchTest, AProcessKilledMidRunFailsTheLaunchNamingIt) {
+  const std::string log = dir_.path() + "/launch.log";
+  auto launcher = Subprocess::Start(Command(200), log);
+  ASSERT_THAT(launcher, IsOk());
+  ASSERT_TRUE(WaitForSteps(1, **launcher)) << ReadFileOrEmpty(log);
+  nlohmann::json launch =
+      nlohmann::json::parse(ReadFileOrEmpty(run_dir_ + "/launch.json"));
+  int victim = 0;
+  for (const nlohmann::json& process : launch["processes"]) {
+    if (process["name"] == "rollout-1") victim = process["pid"].get<int>();
+  }
+  ASSERT_GT(victim, 0);
+  kill(victim, SIGKILL);
+  EXPECT_THAT((*launcher)->Wait(absl::Seconds(60)), IsOkAndHolds(1))
+      << ReadFileOrEmpty(log);
+  EXPECT_THAT(ReadFileOrEmpty(log),
+              HasSubstr("failed: rollout-1 was killed by SIGKILL"));
+  ExpectEveryProcessGone();
+}
+
+}  // namespace
+}  // namespace fapo
