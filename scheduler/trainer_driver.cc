@@ -1,5 +1,6 @@
 #include "scheduler/trainer_driver.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <utility>
@@ -158,6 +159,25 @@ absl::StatusOr<bool> TrainerDriver::RunOnce() {
                                        t.trajectory().policy_version());
     }
     const double n = static_cast<double>(batch->trajectories.size());
+    // NOTE [step time breakdown]: the trainer's wait for this batch
+    // (wait_for_batch_s, from the end of the previous step) splits at the
+    // moment the batch's last trajectory was generated: before it, the
+    // trainer waited for generation; after it, for the GenRM verdicts that
+    // completed the batch (and the scheduler's bookkeeping, microseconds).
+    // The generation clock is the rollout worker's (generation_finished):
+    // across machines the split is as good as their clock sync.
+    absl::Time last_generated = absl::InfinitePast();
+    int64_t generated_tokens = 0;
+    for (const v1::ScoredTrajectory& t : batch->trajectories) {
+      const auto& finished = t.trajectory().generation_finished();
+      if (finished.seconds() > 0) {
+        last_generated =
+            std::max(last_generated, absl::FromUnixSeconds(finished.seconds()) +
+                                         absl::Nanoseconds(finished.nanos()));
+      }
+      generated_tokens += t.trajectory().response_token_ids_size();
+    }
+    const absl::Duration waited = taken - last_step_end_;
     nlohmann::json line = {
         {"step", batch->step},
         {"policy_version", response->policy_version()},
@@ -186,8 +206,17 @@ absl::StatusOr<bool> TrainerDriver::RunOnce() {
         {"train_s", absl::ToDoubleSeconds(trained - taken)},
         {"weight_sync_s", absl::ToDoubleSeconds(synced - trained)},
         {"checkpoint_s", absl::ToDoubleSeconds(checkpointed - synced)},
+        {"step_s", absl::ToDoubleSeconds(checkpointed - last_step_end_)},
+        {"generated_tokens", generated_tokens},
         {"weight_sync_failures", failures},
     };
+    if (last_generated != absl::InfinitePast()) {
+      const absl::Duration genrm_wait = std::clamp(
+          taken - std::max(last_generated, last_step_end_),
+          absl::ZeroDuration(), std::max(waited, absl::ZeroDuration()));
+      line["generation_wait_s"] = absl::ToDoubleSeconds(waited - genrm_wait);
+      line["genrm_wait_s"] = absl::ToDoubleSeconds(genrm_wait);
+    }
     absl::Status written = AppendMetricsLine(batch->step, line.dump() + "\n");
     if (!written.ok()) FAPO_LOG(ERROR) << "metrics.jsonl: " << written;
   }

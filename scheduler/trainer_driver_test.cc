@@ -9,6 +9,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
@@ -58,7 +59,7 @@ class TrainerDriverTest : public ::testing::Test {
   }
 
   // One group of two wrong answers (no GenRM needed) at the current version.
-  void GenerateGroup() {
+  void GenerateGroup(absl::Time generated = absl::UnixEpoch()) {
     auto group = scheduler_->NextPromptGroup();
     ASSERT_THAT(group.status(), IsOk());
     ASSERT_TRUE(group->has_value());
@@ -69,6 +70,10 @@ class TrainerDriverTest : public ::testing::Test {
       t.set_sample_index(i);
       t.set_response_text("#x");
       t.set_policy_version(scheduler_->policy_version());
+      if (generated != absl::UnixEpoch()) {
+        t.mutable_generation_finished()->set_seconds(
+            absl::ToUnixSeconds(generated));
+      }
       ASSERT_THAT(scheduler_->AddTrajectory(t), IsOk());
     }
   }
@@ -149,6 +154,38 @@ TEST_F(TrainerDriverTest, LinesFromAfterTheResumedCheckpointAreDropped) {
   GenerateGroup();
   ASSERT_THAT(driver_->RunOnce(), IsOkAndHolds(true));
   EXPECT_THAT(MetricsLines(), SizeIs(2));
+}
+
+TEST_F(TrainerDriverTest, TheWaitForABatchSplitsIntoGenerationAndGenrm) {
+  Start(/*total_steps=*/3, /*checkpoint_every=*/0);
+  // NOTE [step time breakdown]: a batch generated before the wait began
+  // (long ago) kept the trainer waiting for the GenRM alone.
+  absl::SleepFor(absl::Milliseconds(20));
+  GenerateGroup(absl::Now() - absl::Hours(1));
+  ASSERT_THAT(driver_->RunOnce(), IsOkAndHolds(true));
+  // A batch whose last sample came a second after the wait began (a
+  // worker clock ahead): the split is clamped to the wait.
+  GenerateGroup(absl::Now() + absl::Seconds(1));
+  ASSERT_THAT(driver_->RunOnce(), IsOkAndHolds(true));
+  // Without generation timestamps there is no split.
+  GenerateGroup();
+  ASSERT_THAT(driver_->RunOnce(), IsOkAndHolds(true));
+
+  std::vector<nlohmann::json> lines = MetricsLines();
+  ASSERT_THAT(lines, SizeIs(3));
+  const double wait0 = lines[0]["wait_for_batch_s"].get<double>();
+  EXPECT_GE(wait0, 0.02);
+  EXPECT_DOUBLE_EQ(lines[0]["genrm_wait_s"].get<double>(), wait0);
+  EXPECT_DOUBLE_EQ(lines[0]["generation_wait_s"].get<double>(), 0.0);
+  const double wait1 = lines[1]["wait_for_batch_s"].get<double>();
+  EXPECT_DOUBLE_EQ(lines[1]["genrm_wait_s"].get<double>(), 0.0);
+  EXPECT_NEAR(lines[1]["generation_wait_s"].get<double>(), wait1, 1e-9);
+  EXPECT_FALSE(lines[2].contains("genrm_wait_s"));
+  for (const nlohmann::json& line : lines) {
+    EXPECT_GE(line["step_s"].get<double>(),
+              line["wait_for_batch_s"].get<double>() +
+                  line["train_s"].get<double>() - 1e-9);
+  }
 }
 
 TEST_F(TrainerDriverTest, AFailedStepIsRetriedWithTheSameBatch) {
