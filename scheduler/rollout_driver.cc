@@ -3,11 +3,21 @@
 #include <utility>
 #include <vector>
 
-#include "absl/hash/hash.h"
 #include "absl/strings/str_cat.h"
 #include "services/logging/log.h"
 
 namespace fapo::scheduler {
+
+uint64_t GroupSamplingSeed(uint64_t job_seed, absl::string_view prompt_id) {
+  uint64_t hash = 0xcbf29ce484222325ull;  // FNV-1a 64
+  for (const char c : prompt_id) {
+    hash = (hash ^ static_cast<unsigned char>(c)) * 0x100000001b3ull;
+  }
+  uint64_t z = job_seed + 0x9e3779b97f4a7c15ull * (hash | 1);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  return z ^ (z >> 31);
+}
 
 RolloutDriverOptions RolloutDriverOptionsFromSpec(const config::JobSpec& spec) {
   RolloutDriverOptions options;
@@ -146,7 +156,7 @@ void RolloutDriver::StartStream(const std::string& worker_id,
   request.set_num_samples(group.group_size);
   *request.mutable_sampling() = options_.sampling;
   request.mutable_sampling()->set_seed(
-      absl::HashOf(options_.seed, group.group_id));
+      GroupSamplingSeed(options_.seed, group.prompt.prompt_id()));
   request.set_min_policy_version(group.min_policy_version);
   RolloutWorker worker;
   int64_t stream_id;

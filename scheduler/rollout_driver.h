@@ -11,8 +11,7 @@
 // aborts its group: the Scheduler drops the group, counts a failure and
 // generates the prompt again (NOTE [no progress]).
 //
-// Seeds: each group samples with seed = hash(job seed, group id), so a
-// group's samples do not depend on which worker draws them.
+// Seeds: NOTE [sampling seeds] at GroupSamplingSeed.
 //
 // Threads: Start() runs Pump on the driver's own thread every
 // poll_interval and whenever a stream ends; the client's callbacks run on
@@ -29,6 +28,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "fapo/v1/common.pb.h"
@@ -49,6 +49,16 @@ struct RolloutDriverOptions {
   // Default 20 ms.
   absl::Duration poll_interval = absl::Milliseconds(20);
 };
+
+// NOTE [sampling seeds]
+// A group samples with GroupSamplingSeed(job.seed, its prompt's id): its
+// samples do not depend on which worker draws them, nor on the process:
+// the hash is fixed here (FNV-1a, then SplitMix64's finalizer), unlike
+// absl::Hash, which is salted per process. A prompt generated again (its
+// group aborted, or dropped as stale) draws the same seed; with the same
+// weights it gets the same samples, which is what makes a resumed
+// deterministic job (scheduler.deterministic) repeat an uninterrupted one.
+uint64_t GroupSamplingSeed(uint64_t job_seed, absl::string_view prompt_id);
 
 // RolloutDriverOptions from the job spec (rollout.*, job.seed).
 RolloutDriverOptions RolloutDriverOptionsFromSpec(const config::JobSpec& spec);

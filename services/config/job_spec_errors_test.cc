@@ -21,6 +21,7 @@ namespace {
 using ::fapo::config::testing::ErrorLines;
 using ::fapo::config::testing::SourceDir;
 using ::fapo::config::testing::Testdata;
+using ::fapo::testing::IsOk;
 using ::fapo::testing::StatusIs;
 using ::testing::Contains;
 using ::testing::ElementsAre;
@@ -312,6 +313,21 @@ TEST_F(JobSpecErrorsTest, CrossFieldRules) {
           "services/config/testdata/broken_cross_field.yaml:18:1: "
           "genrm.model.model_dir: required when genrm.backend is latency "
           "wrapping model"));
+}
+
+TEST_F(JobSpecErrorsTest, DeterministicModeNeedsLockstep) {
+  EXPECT_THAT(Problems("job:\n  name: t\n"
+                       "scheduler:\n  deterministic: true\n"
+                       "  max_staleness: 1\ndata:\n  task: arith\n"),
+              ElementsAre("job.yaml:4:18: scheduler.deterministic: needs "
+                          "scheduler.max_staleness: 0 (each step's samples "
+                          "drawn with the previous step's weights), got "
+                          "max_staleness 1"));
+  EXPECT_THAT(ParseJobSpec("job:\n  name: t\nscheduler:\n"
+                           "  deterministic: true\n  max_staleness: 0\n"
+                           "data:\n  task: arith\n",
+                           "job.yaml"),
+              IsOk());
 }
 
 TEST_F(JobSpecErrorsTest, ArithModuliOfOneAndTinyOperandsAreRefused) {

@@ -99,7 +99,8 @@ TEST(OverridesTest, ReadingTheTestdataFileWithOverrides) {
   ASSERT_OK_AND_ASSIGN(
       JobSpec spec,
       LoadJobSpecFile(Testdata("minimal.yaml"),
-                      {"job.steps=10", "scheduler.deterministic=true"}));
+                      {"job.steps=10", "scheduler.deterministic=true",
+                       "scheduler.max_staleness=0"}));
   EXPECT_EQ(spec.job.name, "minimal");
   EXPECT_EQ(spec.job.steps, 10);
   EXPECT_TRUE(spec.scheduler.deterministic);

@@ -210,7 +210,7 @@ JobSpec ExpectedFullSpec() {
                25,
                5,
                false};
-  s.scheduler = {2, 1024, Backpressure::kReject, 500, 3000, 3, true};
+  s.scheduler = {0, 1024, Backpressure::kReject, 500, 3000, 3, true};
   s.metrics = {false, "0.0.0.0", 9100};
   s.security.token_file = "services/config/testdata/security/token.txt";
   s.security.tls = {true, "services/config/testdata/security/server.crt",

@@ -195,6 +195,20 @@ void CheckTopology(const JobSpec& spec, std::vector<Violation>* out) {
                                  scheduler.worker_timeout_ms),
                     {"scheduler.heartbeat_interval_ms"}});
   }
+  // NOTE [deterministic mode] (scheduler/scheduler.h): generation in
+  // lockstep with training. (Its other condition, verdicts that repeat,
+  // is the GenRM's: rule, or a greedy model; the scheduler warns.)
+  if (scheduler.deterministic) {
+    if (scheduler.max_staleness != 0) {
+      out->push_back(
+          {"scheduler.deterministic",
+           absl::StrCat("needs scheduler.max_staleness: 0 (each step's "
+                        "samples drawn with the previous step's weights), "
+                        "got max_staleness ",
+                        scheduler.max_staleness),
+           {"scheduler.max_staleness"}});
+    }
+  }
 }
 
 void CheckSecurity(const SecurityOptions& security,
