@@ -33,15 +33,25 @@ v1::FinishReason ToProto(engine::FinishReason reason) {
 absl::Status GrpcWeightsFetcher::Fetch(const std::string& source_address,
                                        int64_t version,
                                        engine::WeightsAssembler& assembler) {
-  ASSIGN_OR_RETURN(std::shared_ptr<v1::Trainer::Stub> stub,
-                   stubs_.Get(source_address));
+  std::shared_ptr<grpc::Channel> channel;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = channels_.find(source_address);
+    if (it == channels_.end()) {
+      ASSIGN_OR_RETURN(channel,
+                       rpc::MakeChannel(source_address, channel_options_));
+      channels_.emplace(source_address, channel);
+    } else {
+      channel = it->second;
+    }
+  }
   engine::PullWeightsOptions pull = pull_;
   pull.on_context = [this](grpc::ClientContext* context) {
     absl::MutexLock lock(&mu_);
     current_ = context;
     if (context != nullptr && cancelled_) context->TryCancel();
   };
-  return Annotate(engine::PullWeights(*stub, version, pull, assembler),
+  return Annotate(engine::PullWeights(*channel, version, pull, assembler),
                   absl::StrCat("pulling weights version ", version, " from ",
                                source_address));
 }
@@ -280,6 +290,10 @@ bool RolloutWorker::HasGenerationWork() const {
 }
 
 void RolloutWorker::WeightsLoop() {
+  // Every pull assembles into this one buffer (WeightsAssembler(reuse)):
+  // the worker holds a model-sized CPU buffer from its first update on,
+  // instead of zeroing a fresh one per update.
+  engine::WeightsBuffer assembly_buffer;
   while (true) {
     std::unique_ptr<UpdateJob> job;
     {
@@ -296,7 +310,7 @@ void RolloutWorker::WeightsLoop() {
       continue;
     }
     const absl::Time sync_started = absl::Now();
-    engine::WeightsAssembler assembler;
+    engine::WeightsAssembler assembler(&assembly_buffer);
     absl::Status status =
         fetcher_->Fetch(job->source_address, job->version, assembler);
     if (status.ok() && !assembler.finished()) {

@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
@@ -32,7 +33,7 @@
 #include "fapo/v1/rollout.pb.h"
 #include "fapo/v1/trainer.grpc.pb.h"
 #include "services/metrics/metrics_registry.h"
-#include "services/rpc/stub_cache.h"
+#include "services/rpc/channel.h"
 
 namespace fapo::engine {
 class CausalLM;
@@ -55,20 +56,23 @@ class WeightsFetcher {
   virtual void Cancel() {}
 };
 
-// PullWeights over a cached channel per trainer address.
+// PullWeights, raw (NOTE [zero-copy weights], weights_rpc.h), over a
+// cached channel per trainer address.
 class GrpcWeightsFetcher : public WeightsFetcher {
  public:
   GrpcWeightsFetcher(rpc::ChannelOptions channel,
                      engine::PullWeightsOptions pull)
-      : stubs_(std::move(channel)), pull_(std::move(pull)) {}
+      : channel_options_(std::move(channel)), pull_(std::move(pull)) {}
   absl::Status Fetch(const std::string& source_address, int64_t version,
                      engine::WeightsAssembler& assembler) override;
   void Cancel() override;
 
  private:
-  rpc::StubCache<v1::Trainer> stubs_;
+  const rpc::ChannelOptions channel_options_;
   const engine::PullWeightsOptions pull_;
   absl::Mutex mu_;
+  absl::flat_hash_map<std::string, std::shared_ptr<grpc::Channel>> channels_
+      ABSL_GUARDED_BY(mu_);
   grpc::ClientContext* current_ ABSL_GUARDED_BY(mu_) = nullptr;
   bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
 };

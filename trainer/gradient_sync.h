@@ -11,9 +11,11 @@
 // Sharding: every rank must run the same number of minibatches
 // (trainer.minibatches_per_step; an empty local minibatch still joins the
 // all-reduce) and a minibatch with no tokens on any rank is skipped by all.
-// To match one process exactly, shard by striding (trajectory i to rank
-// i % N): rank r's k-th contiguous minibatch is then its part of the
-// single-process k-th minibatch (checked in trainer_test,
+// To match one process exactly, rank r's k-th minibatch must be its part of
+// the single-process k-th minibatch: rank_group.h's PlanShards splits each
+// minibatch and passes the sizes to TrainStep (rank_group_test); without
+// sizes, striding (trajectory i to rank i % N) does it when N *
+// minibatches divides the batch (trainer_test,
 // TwoRanksThroughGradientSyncMatchOneRank).
 //
 // A communicator over c10d (Gloo, NCCL) implements this; null in the

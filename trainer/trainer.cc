@@ -433,19 +433,34 @@ static absl::Status RecomputeOldLogProbs(
   return absl::OkStatus();
 }
 
+// Sums `values` over ranks in place (one collective). The tensor lives on
+// the policy's device: the communicator serves that device (CPU for Gloo,
+// CUDA for NCCL).
+static absl::Status SumOverRanks(GradientSync& sync, c10::Device device,
+                                 at::Tensor* values) {
+  std::vector<at::Tensor> reduce = {values->to(device)};
+  RETURN_IF_ERROR(sync.AllReduceSum(reduce));
+  *values = reduce[0].to(torch::kCPU);
+  return absl::OkStatus();
+}
+
 // The shared minibatch / micro-batch / AdamW loop of TrainStep and SftStep.
-// `supervised` selects the cross-entropy objective.
+// `supervised` selects the cross-entropy objective. `minibatch_sizes`: as
+// TrainStep's (checked by the caller); empty = equal contiguous splits.
 static absl::Status RunUpdates(
     int64_t step, double learning_rate, const TrainerSettings& settings,
     engine::CausalLM& policy, engine::CausalLM* reference,
     torch::optim::AdamW& optimizer, std::vector<at::Tensor>& parameters,
     const std::vector<SequenceView>& sequences, int num_minibatches,
-    bool supervised, bool* updated, StepTotals* totals) {
+    absl::Span<const int64_t> minibatch_sizes, bool supervised, bool* updated,
+    StepTotals* totals) {
   GradientSync* sync = settings.gradient_sync;
   const int64_t count = static_cast<int64_t>(sequences.size());
   std::vector<int64_t> bounds(num_minibatches + 1);
   for (int k = 0; k <= num_minibatches; ++k) {
-    bounds[k] = count * k / num_minibatches;
+    bounds[k] = minibatch_sizes.empty()
+                    ? count * k / num_minibatches
+                    : (k == 0 ? 0 : bounds[k - 1] + minibatch_sizes[k - 1]);
   }
   // Global tokens and sequences of each minibatch: the accumulation
   // denominators (NOTE [trainer step semantics]).
@@ -459,9 +474,7 @@ static absl::Status RunUpdates(
     counts[2 * k + 1] = static_cast<double>(bounds[k + 1] - bounds[k]);
   }
   if (sync != nullptr) {
-    std::vector<at::Tensor> reduce = {counts};
-    RETURN_IF_ERROR(sync->AllReduceSum(reduce));
-    counts = reduce[0];
+    RETURN_IF_ERROR(SumOverRanks(*sync, policy.device(), &counts));
   }
   for (auto& group : optimizer.param_groups()) {
     static_cast<torch::optim::AdamWOptions&>(group.options()).lr(learning_rate);
@@ -597,20 +610,13 @@ absl::Status ValidateSequence(const SequenceView& row, int vocab_size,
 
 }  // namespace
 
-absl::StatusOr<TrainStepResult> Trainer::TrainStep(
+// Views `batch` as sequences (no copies), checking each trajectory.
+static absl::Status BatchSequences(
     int64_t step,
-    const google::protobuf::RepeatedPtrField<v1::ScoredTrajectory>& batch) {
-  bool repeat = false;
-  RETURN_IF_ERROR(CheckStepOrder(step, &repeat));
-  if (repeat) return *last_result_;
-  const absl::Time start = absl::Now();
-  if (batch.empty() && settings_.gradient_sync == nullptr) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("TrainStep ", step, ": empty batch"));
-  }
-  std::vector<SequenceView> sequences;
-  sequences.reserve(batch.size());
-  const engine::ModelConfig& config = policy_->config();
+    const google::protobuf::RepeatedPtrField<v1::ScoredTrajectory>& batch,
+    const engine::ModelConfig& config, std::vector<SequenceView>* sequences) {
+  sequences->clear();
+  sequences->reserve(batch.size());
   for (const v1::ScoredTrajectory& scored : batch) {
     const v1::Trajectory& trajectory = scored.trajectory();
     SequenceView row;
@@ -635,8 +641,57 @@ absl::StatusOr<TrainStepResult> Trainer::TrainStep(
       return absl::InvalidArgumentError(
           absl::StrCat(what, " has a non-finite advantage"));
     }
-    sequences.push_back(row);
+    sequences->push_back(row);
   }
+  return absl::OkStatus();
+}
+
+absl::Status Trainer::ValidateBatch(
+    int64_t step,
+    const google::protobuf::RepeatedPtrField<v1::ScoredTrajectory>& batch)
+    const {
+  if (batch.empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("TrainStep ", step, ": empty batch"));
+  }
+  std::vector<SequenceView> sequences;
+  return BatchSequences(step, batch, policy_->config(), &sequences);
+}
+
+absl::StatusOr<TrainStepResult> Trainer::TrainStep(
+    int64_t step,
+    const google::protobuf::RepeatedPtrField<v1::ScoredTrajectory>& batch,
+    absl::Span<const int64_t> minibatch_sizes) {
+  bool repeat = false;
+  RETURN_IF_ERROR(CheckStepOrder(step, &repeat));
+  if (repeat) return *last_result_;
+  const absl::Time start = absl::Now();
+  // With a GradientSync this rank's share may be empty; it still joins the
+  // step's collectives.
+  if (batch.empty() && settings_.gradient_sync == nullptr) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("TrainStep ", step, ": empty batch"));
+  }
+  if (!minibatch_sizes.empty()) {
+    int64_t sum = 0;
+    bool negative = false;
+    for (int64_t size : minibatch_sizes) {
+      sum += size;
+      negative = negative || size < 0;
+    }
+    if (negative ||
+        static_cast<int>(minibatch_sizes.size()) !=
+            settings_.trainer.minibatches_per_step ||
+        sum != batch.size()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "TrainStep ", step, ": ", minibatch_sizes.size(),
+          " minibatch sizes summing to ", sum, " for ", batch.size(),
+          " trajectories and trainer.minibatches_per_step ",
+          settings_.trainer.minibatches_per_step));
+    }
+  }
+  std::vector<SequenceView> sequences;
+  RETURN_IF_ERROR(BatchSequences(step, batch, policy_->config(), &sequences));
   const double learning_rate = LearningRate(step);
   StepTotals totals;
   bool updated = false;
@@ -652,29 +707,30 @@ absl::StatusOr<TrainStepResult> Trainer::TrainStep(
       }
     }
     if (status.ok()) {
-      status = RunUpdates(step, learning_rate, settings_, *policy_,
-                          impl_->reference.get(), *impl_->optimizer,
-                          impl_->parameters, sequences,
-                          settings_.trainer.minibatches_per_step,
-                          /*supervised=*/false, &updated, &totals);
+      status = RunUpdates(
+          step, learning_rate, settings_, *policy_, impl_->reference.get(),
+          *impl_->optimizer, impl_->parameters, sequences,
+          settings_.trainer.minibatches_per_step, minibatch_sizes,
+          /*supervised=*/false, &updated, &totals);
     }
   } catch (const std::exception& error) {
     status = absl::InternalError(error.what());
   }
   if (status.ok() && settings_.gradient_sync != nullptr) {
     try {
-      std::vector<at::Tensor> reduce = {torch::tensor(
+      at::Tensor reduce = torch::tensor(
           {totals.loss, totals.clip_tokens, totals.kl_tokens,
            totals.entropy_tokens, totals.tokens, totals.sequences},
-          torch::kDouble)};
-      status = settings_.gradient_sync->AllReduceSum(reduce);
+          torch::kDouble);
+      status =
+          SumOverRanks(*settings_.gradient_sync, policy_->device(), &reduce);
       if (status.ok()) {
-        totals.loss = reduce[0][0].item<double>();
-        totals.clip_tokens = reduce[0][1].item<double>();
-        totals.kl_tokens = reduce[0][2].item<double>();
-        totals.entropy_tokens = reduce[0][3].item<double>();
-        totals.tokens = reduce[0][4].item<double>();
-        totals.sequences = reduce[0][5].item<double>();
+        totals.loss = reduce[0].item<double>();
+        totals.clip_tokens = reduce[1].item<double>();
+        totals.kl_tokens = reduce[2].item<double>();
+        totals.entropy_tokens = reduce[3].item<double>();
+        totals.tokens = reduce[4].item<double>();
+        totals.sequences = reduce[5].item<double>();
       }
     } catch (const std::exception& error) {
       status = absl::InternalError(error.what());
@@ -736,7 +792,8 @@ absl::StatusOr<TrainStepResult> Trainer::SftStep(
     status = RunUpdates(step, learning_rate, settings_, *policy_,
                         /*reference=*/nullptr, *impl_->optimizer,
                         impl_->parameters, sequences, /*num_minibatches=*/1,
-                        /*supervised=*/true, &updated, &totals);
+                        /*minibatch_sizes=*/{}, /*supervised=*/true, &updated,
+                        &totals);
   } catch (const std::exception& error) {
     status = absl::InternalError(error.what());
   }

@@ -9,6 +9,8 @@
 //   gradient_sync.h       the seam data parallelism plugs into
 //   communicator.h        collectives between trainer ranks (Gloo over
 //                         c10d, a fake): a GradientSync
+//   rank_group.h          data-parallel ranks: rank 0 shards each step
+//                         over the others (NOTE [trainer ranks])
 //   sft.h                 `fapo sft`: the supervised warm start on a corpus
 //   trainer_service.h     the fapo.v1.Trainer gRPC adapter
 //
@@ -147,9 +149,32 @@ class Trainer {
   // max_position_embeddings. A failure after the first optimizer step
   // leaves the trainer unusable (later steps are FailedPrecondition:
   // restart from a checkpoint).
+  //
+  // `minibatch_sizes` (data-parallel ranks, rank_group.h): how many of this
+  // rank's trajectories, in order, fall in each of the step's
+  // trainer.minibatches_per_step minibatches, so each rank's k-th minibatch
+  // is its share of the whole batch's k-th one whatever the sharding.
+  // Empty = contiguous, equal splits of `batch`. InvalidArgument when given
+  // with another length or sum.
   absl::StatusOr<TrainStepResult> TrainStep(
       int64_t step,
-      const google::protobuf::RepeatedPtrField<v1::ScoredTrajectory>& batch);
+      const google::protobuf::RepeatedPtrField<v1::ScoredTrajectory>& batch,
+      absl::Span<const int64_t> minibatch_sizes = {});
+
+  // The checks TrainStep makes on `batch` before anything changes (and an
+  // empty batch is refused even with a GradientSync): a data-parallel rank
+  // 0 runs them on the whole batch before it sends out shards, so no rank
+  // fails a step the others run.
+  absl::Status ValidateBatch(
+      int64_t step,
+      const google::protobuf::RepeatedPtrField<v1::ScoredTrajectory>& batch)
+      const;
+
+  // OK when TrainStep(step) may train now; sets *repeat when `step` is the
+  // last applied step (TrainStep then returns the recorded result without
+  // training); FailedPrecondition for a step out of order or a broken
+  // trainer. Touches nothing.
+  absl::Status CheckStepOrder(int64_t step, bool* repeat) const;
 
   // One supervised step (same keying as TrainStep): a single AdamW step over
   // `examples` in micro-batches, token-mean cross-entropy of the responses.
@@ -181,9 +206,6 @@ class Trainer {
   Trainer(TrainerSettings settings, std::unique_ptr<engine::CausalLM> policy);
 
   absl::Status Initialize(std::unique_ptr<engine::CausalLM> reference);
-  // FailedPrecondition unless `step` may run now; sets *repeat when it is
-  // the last applied step (the recorded result is then returned).
-  absl::Status CheckStepOrder(int64_t step, bool* repeat) const;
 
   TrainerSettings settings_;
   LrScheduleOptions lr_schedule_;

@@ -13,6 +13,7 @@
 #include "services/logging/log.h"
 #include "services/rpc/status_conversion.h"
 #include "services/status/status_macros.h"
+#include "trainer/rank_group.h"
 
 namespace fapo::trainer {
 
@@ -132,7 +133,8 @@ struct TrainerService::Metrics {
 };
 
 absl::StatusOr<std::unique_ptr<TrainerService>> TrainerService::Create(
-    std::unique_ptr<Trainer> trainer, metrics::MetricsRegistry* registry) {
+    std::unique_ptr<Trainer> trainer, metrics::MetricsRegistry* registry,
+    RankGroupLeader* rank_group) {
   if (trainer == nullptr) return absl::InvalidArgumentError("null trainer");
   std::unique_ptr<Metrics> metrics;
   if (registry != nullptr) {
@@ -145,6 +147,7 @@ absl::StatusOr<std::unique_ptr<TrainerService>> TrainerService::Create(
       new TrainerService(std::move(trainer)));
   service->policy_version_ = snapshot->version;
   service->metrics_ = std::move(metrics);
+  service->rank_group_ = rank_group;
   if (service->metrics_ != nullptr) {
     service->metrics_->policy_version->Set(snapshot->version);
   }
@@ -173,7 +176,10 @@ grpc::ServerUnaryReactor* TrainerService::TrainStep(
   thread_->Post([this, reactor, request, response] {
     Trainer& trainer = *state_->trainer;
     absl::StatusOr<TrainStepResult> result =
-        trainer.TrainStep(request->step(), request->trajectories());
+        rank_group_ != nullptr
+            ? rank_group_->TrainStep(trainer, request->step(),
+                                     request->trajectories())
+            : trainer.TrainStep(request->step(), request->trajectories());
     absl::Status status = result.status();
     if (result.ok()) {
       bool stale;
@@ -256,9 +262,11 @@ grpc::ServerUnaryReactor* TrainerService::GetResumeState(
   return reactor;
 }
 
-grpc::ServerWriteReactor<v1::WeightsMessage>* TrainerService::GetWeights(
-    grpc::CallbackServerContext* context,
-    const v1::GetWeightsRequest* request) {
+grpc::ServerWriteReactor<grpc::ByteBuffer>* TrainerService::GetWeights(
+    grpc::CallbackServerContext* context, const grpc::ByteBuffer* raw_request) {
+  absl::StatusOr<v1::GetWeightsRequest> request =
+      engine::ParseGetWeightsRequest(*raw_request);
+  if (!request.ok()) return engine::NewRawWeightsErrorReactor(request.status());
   std::shared_ptr<const engine::WeightsSnapshot> snapshot;
   {
     absl::MutexLock lock(&state_->mutex);
@@ -266,13 +274,13 @@ grpc::ServerWriteReactor<v1::WeightsMessage>* TrainerService::GetWeights(
   }
   if (request->min_version() > snapshot->version) {
     // NOTE [GetWeights min_version] in the header.
-    return engine::NewWeightsErrorReactor(absl::FailedPreconditionError(
+    return engine::NewRawWeightsErrorReactor(absl::FailedPreconditionError(
         absl::StrCat("GetWeights: min_version ", request->min_version(),
                      " is newer than the trainer's weights (version ",
                      snapshot->version, ")")));
   }
-  return engine::NewWeightsStreamReactor(std::move(snapshot),
-                                         request->max_chunk_bytes());
+  return engine::NewRawWeightsStreamReactor(std::move(snapshot),
+                                            request->max_chunk_bytes());
 }
 
 }  // namespace fapo::trainer

@@ -6,7 +6,9 @@
 // the work is done, so no gRPC thread ever blocks on training.
 //
 //   TrainStep       Trainer::TrainStep (NOTE [trainer step semantics] in
-//                   trainer.h); after a step that trained, a WeightsSnapshot
+//                   trainer.h), over every trainer rank when the service
+//                   is rank 0 of a group (NOTE [trainer ranks] in
+//                   rank_group.h); after a step that trained, a WeightsSnapshot
 //                   of the new version is taken before the call finishes, so
 //                   a worker told of version v can pull it at once.
 //   SaveCheckpoint  Trainer::SaveCheckpoint with the request's snapshot.
@@ -36,7 +38,13 @@
 
 namespace fapo::trainer {
 
-class TrainerService final : public v1::Trainer::CallbackService {
+class RankGroupLeader;
+
+// GetWeights is a raw method: it streams the snapshot's bytes without
+// copying them into messages (NOTE [zero-copy weights], weights_rpc.h).
+class TrainerService final
+    : public v1::Trainer::WithRawCallbackMethod_GetWeights<
+          v1::Trainer::CallbackService> {
  public:
   // Takes the trainer over and snapshots its current weights (version =
   // its step). With a registry (not owned, outlives the service), exports
@@ -44,10 +52,13 @@ class TrainerService final : public v1::Trainer::CallbackService {
   // fapo_trainer_step_seconds, fapo_trainer_tokens_total,
   // fapo_trainer_loss, fapo_trainer_grad_norm, fapo_trainer_learning_rate
   // and fapo_trainer_checkpoints_total{outcome}. Errors: a null trainer,
-  // the snapshot's errors, the registry's.
+  // the snapshot's errors, the registry's. With `rank_group` (not owned;
+  // outlives the service; made over this trainer), steps run over all
+  // ranks through it; checkpoints stay rank 0's (rank_group.h).
   static absl::StatusOr<std::unique_ptr<TrainerService>> Create(
       std::unique_ptr<Trainer> trainer,
-      metrics::MetricsRegistry* registry = nullptr);
+      metrics::MetricsRegistry* registry = nullptr,
+      RankGroupLeader* rank_group = nullptr);
 
   ~TrainerService() override;
   TrainerService(const TrainerService&) = delete;
@@ -64,9 +75,11 @@ class TrainerService final : public v1::Trainer::CallbackService {
       grpc::CallbackServerContext* context,
       const v1::GetResumeStateRequest* request,
       v1::ResumeState* response) override;
-  grpc::ServerWriteReactor<v1::WeightsMessage>* GetWeights(
+  // `request` is a v1::GetWeightsRequest's bytes; writes v1::WeightsMessage
+  // bytes.
+  grpc::ServerWriteReactor<grpc::ByteBuffer>* GetWeights(
       grpc::CallbackServerContext* context,
-      const v1::GetWeightsRequest* request) override;
+      const grpc::ByteBuffer* request) override;
 
   // The version of the weights GetWeights serves (what a WorkerLease
   // reports).
@@ -81,6 +94,8 @@ class TrainerService final : public v1::Trainer::CallbackService {
 
   std::unique_ptr<State> state_;
   std::unique_ptr<Metrics> metrics_;  // null: no registry
+  // Null: one process.
+  RankGroupLeader* rank_group_ = nullptr;
   std::atomic<int64_t> policy_version_{0};
   // Last member: joined first on destruction, while the state lives.
   std::unique_ptr<TrainerThread> thread_;

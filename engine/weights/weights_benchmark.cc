@@ -1,6 +1,9 @@
 // Weight-transfer throughput for a ~100 MB float32 model (issue #6's target:
 // >= 1 GB/s over loopback): snapshot, chunking, assembly + apply, and the
-// whole pull over a loopback gRPC stream. Bytes/s are the model's bytes.
+// whole pull over a loopback gRPC stream, both as protobuf messages
+// (BM_LoopbackPullAndApply) and raw (BM_LoopbackRawPullAndApply: what the
+// trainer and the rollout worker use, NOTE [zero-copy weights]). Bytes/s
+// are the model's bytes. scripts/bench-weights.sh runs it.
 #include <ATen/Parallel.h>
 #include <benchmark/benchmark.h>
 
@@ -97,6 +100,52 @@ void BM_AssembleAndApply(benchmark::State& state) {
 }
 BENCHMARK(BM_AssembleAndApply)->Unit(benchmark::kMillisecond);
 
+// What TrainerService::GetWeights does, minus the version lookup.
+class RawSnapshotTrainer : public v1::Trainer::WithRawCallbackMethod_GetWeights<
+                               v1::Trainer::CallbackService> {
+ public:
+  grpc::ServerWriteReactor<grpc::ByteBuffer>* GetWeights(
+      grpc::CallbackServerContext* context,
+      const grpc::ByteBuffer* request) override {
+    auto parsed = ParseGetWeightsRequest(*request);
+    if (!parsed.ok()) return NewRawWeightsErrorReactor(parsed.status());
+    return NewRawWeightsStreamReactor(Snapshot(), parsed->max_chunk_bytes());
+  }
+};
+
+// The pull as the rollout worker does it (raw, over a channel) from a raw
+// server: pull, per-chunk checks, assembly, whole-tensor checks, apply.
+void BM_LoopbackRawPullAndApply(benchmark::State& state) {
+  RawSnapshotTrainer trainer;
+  rpc::ServerOptions options;
+  options.host = "127.0.0.1";
+  auto server = rpc::RpcServer::Start(
+      options, {{&trainer, v1::Trainer::service_full_name()}});
+  if (!server.ok()) {
+    state.SkipWithError("server");
+    return;
+  }
+  auto channel = rpc::MakeChannel((*server)->address(), {});
+  PullWeightsOptions pull;
+  pull.max_chunk_bytes = state.range(0) << 20;
+  WeightsBuffer assembly_buffer;  // reused across pulls, as the worker does
+  for (auto _ : state) {
+    WeightsAssembler assembler(&assembly_buffer);
+    absl::Status status = PullWeights(**channel, 1, pull, assembler);
+    if (status.ok()) status = assembler.ApplyTo(Model());
+    if (!status.ok()) state.SkipWithError(status.ToString().c_str());
+  }
+  SetBytes(state);
+  (*server)->Shutdown();
+}
+BENCHMARK(BM_LoopbackRawPullAndApply)
+    ->Arg(1)
+    ->Arg(4)
+    ->Arg(16)
+    ->Unit(benchmark::kMillisecond)
+    ->MeasureProcessCPUTime()  // both ends, every thread: load-independent
+    ->UseRealTime();
+
 class SnapshotTrainer : public v1::Trainer::CallbackService {
  public:
   grpc::ServerWriteReactor<v1::WeightsMessage>* GetWeights(
@@ -137,6 +186,7 @@ BENCHMARK(BM_LoopbackPullAndApply)
     ->Arg(4)
     ->Arg(16)
     ->Unit(benchmark::kMillisecond)
+    ->MeasureProcessCPUTime()  // both ends, every thread: load-independent
     ->UseRealTime();
 
 }  // namespace

@@ -379,5 +379,118 @@ TEST_F(WeightsTest, Bf16RoundTrip) {
   EXPECT_TRUE(SameWeights(*a, *b));
 }
 
+// Tensors of several CRC blocks (kCrcBlockBytes): chunk CRCs combined from
+// the snapshot's block CRCs, or computed where a chunk is not whole blocks,
+// always equal the CRC of the chunk's bytes; the whole tensor's too.
+TEST_F(WeightsTest, ChunkCrcsFromBlocksMatchTheBytes) {
+  ModelConfig wide = SmallConfig();
+  wide.vocab_size = 9000;  // embed_tokens: 9000 x 64 x 4 B, ~2.2 blocks
+  wide.hidden_size = 64;
+  wide.head_dim = 16;
+  ASSERT_OK_AND_ASSIGN(auto model, CausalLM::FromConfig(wide, 1));
+  ASSERT_OK_AND_ASSIGN(auto snapshot, SnapshotWeights(*model, 1));
+  ASSERT_GT(snapshot->manifest.tensors(0).num_bytes(), 2 * kCrcBlockBytes);
+  for (int64_t max_chunk_bytes :
+       {kCrcBlockBytes, 2 * kCrcBlockBytes, kCrcBlockBytes + 4096,
+        kCrcBlockBytes / 2, int64_t{0}}) {
+    SCOPED_TRACE(max_chunk_bytes);
+    std::vector<v1::WeightsMessage> messages =
+        Messages(*snapshot, max_chunk_bytes);
+    for (const v1::WeightsMessage& message : messages) {
+      if (!message.has_chunk()) continue;
+      EXPECT_EQ(message.chunk().crc32c(),
+                crc32c::Value(message.chunk().data().data(),
+                              message.chunk().data().size()));
+    }
+    WeightsAssembler assembler;
+    ASSERT_OK(Assemble(messages, assembler));
+  }
+  for (int i = 0; i < snapshot->manifest.tensors_size(); ++i) {
+    const v1::TensorInfo& info = snapshot->manifest.tensors(i);
+    EXPECT_EQ(info.crc32c(),
+              crc32c::Value(snapshot->bytes.data() + snapshot->offsets[i],
+                            info.num_bytes()));
+  }
+}
+
+// AddChunk with the payload in pieces (a gRPC message's slices): the same
+// result as Add, and the same refusals.
+TEST_F(WeightsTest, ChunkInPiecesAssemblesAndIsChecked) {
+  std::vector<v1::WeightsMessage> messages = Messages(*snapshot_, 100);
+  WeightsAssembler assembler;
+  ASSERT_OK(assembler.Add(messages[0]));
+  for (size_t m = 1; m < messages.size(); ++m) {
+    const v1::WeightChunk& chunk = messages[m].chunk();
+    const absl::string_view data = chunk.data();
+    std::vector<absl::string_view> pieces;
+    for (size_t at = 0; at < data.size(); at += 13) {
+      pieces.push_back(data.substr(at, 13));
+    }
+    ASSERT_OK(assembler.AddChunk(chunk.tensor_index(), chunk.offset(),
+                                 chunk.crc32c(), pieces));
+  }
+  ASSERT_OK(assembler.Finish());
+  ASSERT_OK(assembler.ApplyTo(*target_));
+  EXPECT_TRUE(SameWeights(*target_, *source_));
+
+  const v1::WeightChunk& chunk = messages[1].chunk();
+  const absl::string_view data = chunk.data();
+  const absl::string_view halves[] = {data.substr(0, 10), data.substr(10)};
+  WeightsAssembler twice;
+  ASSERT_OK(twice.Add(messages[0]));
+  ASSERT_OK(twice.AddChunk(chunk.tensor_index(), chunk.offset(), chunk.crc32c(),
+                           halves));
+  EXPECT_THAT(
+      twice.AddChunk(chunk.tensor_index(), chunk.offset(), chunk.crc32c(),
+                     halves),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("duplicate")));
+  WeightsAssembler corrupted;
+  ASSERT_OK(corrupted.Add(messages[0]));
+  EXPECT_THAT(
+      corrupted.AddChunk(chunk.tensor_index(), chunk.offset(),
+                         chunk.crc32c() ^ 1, halves),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("CRC-32C")));
+  WeightsAssembler past_the_end;
+  ASSERT_OK(past_the_end.Add(messages[0]));
+  EXPECT_THAT(
+      past_the_end.AddChunk(chunk.tensor_index(),
+                            snapshot_->manifest.tensors(0).num_bytes() - 5,
+                            chunk.crc32c(), halves),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("do not fit")));
+}
+
+// One buffer across assemblies (the rollout worker's): reused while the
+// model's size stays, replaced when it changes; each result is exact.
+TEST_F(WeightsTest, AssemblerReusesTheGivenBuffer) {
+  WeightsBuffer buffer;
+  {
+    WeightsAssembler assembler(&buffer);
+    ASSERT_OK(Assemble(Messages(*snapshot_, 100), assembler));
+    ASSERT_OK(assembler.ApplyTo(*target_));
+    EXPECT_TRUE(SameWeights(*target_, *source_));
+  }
+  const char* first = buffer.data();
+  ASSERT_NE(first, nullptr);
+  EXPECT_EQ(static_cast<int64_t>(buffer.size()),
+            snapshot_->manifest.total_bytes());
+  ASSERT_OK_AND_ASSIGN(auto other, CausalLM::FromConfig(SmallConfig(), 5));
+  ASSERT_OK_AND_ASSIGN(auto other_snapshot, SnapshotWeights(*other, 8));
+  {
+    WeightsAssembler assembler(&buffer);
+    ASSERT_OK(Assemble(Messages(*other_snapshot, 0), assembler));
+    ASSERT_OK(assembler.ApplyTo(*target_));
+    EXPECT_TRUE(SameWeights(*target_, *other));
+  }
+  EXPECT_EQ(buffer.data(), first);
+  ModelConfig shallow = SmallConfig();
+  shallow.num_hidden_layers = 1;
+  ASSERT_OK_AND_ASSIGN(auto one_layer, CausalLM::FromConfig(shallow, 1));
+  ASSERT_OK_AND_ASSIGN(auto shallow_snapshot, SnapshotWeights(*one_layer, 1));
+  WeightsAssembler assembler(&buffer);
+  ASSERT_OK(Assemble(Messages(*shallow_snapshot, 0), assembler));
+  EXPECT_EQ(static_cast<int64_t>(buffer.size()),
+            shallow_snapshot->manifest.total_bytes());
+}
+
 }  // namespace
 }  // namespace fapo::engine

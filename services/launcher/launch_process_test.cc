@@ -60,7 +60,10 @@ class LaunchTest : public ::testing::Test {
   }
 
   std::vector<nlohmann::json> MetricsLines() {
-    std::ifstream in(run_dir_ + "/metrics.jsonl");
+    return MetricsLinesOf(run_dir_);
+  }
+  std::vector<nlohmann::json> MetricsLinesOf(const std::string& run_dir) {
+    std::ifstream in(run_dir + "/metrics.jsonl");
     std::vector<nlohmann::json> lines;
     // A line still being written is not one yet.
     for (std::string line; std::getline(in, line) && !in.eof();) {
@@ -106,7 +109,9 @@ class LaunchTest : public ::testing::Test {
 
 TEST_F(LaunchTest, RunsTheJobAndWritesTheRunDirectory) {
   constexpr int kSteps = 3;
-  auto result = testing::RunCommand(Command(kSteps), absl::Seconds(240));
+  std::vector<std::string> command = Command(kSteps);
+  command.insert(command.end(), {"--set", "trainer.ranks=2"});
+  auto result = testing::RunCommand(command, absl::Seconds(240));
   ASSERT_THAT(result, IsOk());
   ASSERT_EQ(result->exit_code, 0) << result->stdout_text << result->stderr_text;
   EXPECT_THAT(result->stdout_text, HasSubstr("step 3/3"));
@@ -138,11 +143,11 @@ TEST_F(LaunchTest, RunsTheJobAndWritesTheRunDirectory) {
         << process["name"];
   }
   EXPECT_THAT(names, ::testing::UnorderedElementsAre(
-                         "trainer-0", "scheduler", "genrm-0", "rollout-0",
-                         "rollout-1"));
+                         "trainer-0", "trainer-1", "scheduler", "genrm-0",
+                         "rollout-0", "rollout-1"));
   nlohmann::json targets = nlohmann::json::parse(
       ReadFileOrEmpty(run_dir_ + "/prometheus_targets.json"));
-  EXPECT_EQ(targets.size(), 5u);
+  EXPECT_EQ(targets.size(), 6u);
   ExpectEveryProcessGone();
 }
 

@@ -1,15 +1,18 @@
 // The whole job over loopback gRPC, every service its own process: a
-// scheduler, a trainer, two rollout workers and two GenRM servers (rule)
-// train the embedded tiny policy for a few steps. The policy versions
-// advance on every worker, checkpoints and metrics.jsonl are written, every
-// trajectory is accounted for (generated = trained + dropped + still held),
-// and every process exits 0 once the job has succeeded.
+// scheduler, two data-parallel trainer ranks (Gloo over loopback, NOTE
+// [trainer ranks] in trainer/rank_group.h), two rollout workers and two
+// GenRM servers (rule) train the embedded tiny policy for a few steps. The
+// policy versions advance on every worker, checkpoints and metrics.jsonl
+// are written, every trajectory is accounted for (generated = trained +
+// dropped with a reason + still held), and every process exits 0 once the
+// job has succeeded.
 #include <algorithm>
 #include <fstream>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
@@ -33,7 +36,8 @@ using ::fapo::testing::IsOkAndHolds;
 using ::fapo::testing::SourcePath;
 using ::fapo::testing::Subprocess;
 
-constexpr int kSteps = 4;
+constexpr int kSteps = 5;
+constexpr int kTrainerRanks = 2;
 
 class EndToEndTest : public ::testing::Test {
  protected:
@@ -53,6 +57,7 @@ class EndToEndTest : public ::testing::Test {
             "--set", "policy.model_dir=" + model_dir_,
             "--set", "job.output_dir=" + run_dir_,
             "--set", absl::StrCat("job.steps=", kSteps),
+            "--set", absl::StrCat("trainer.ranks=", kTrainerRanks),
             "--set", "rollout.group_size=4",
             "--set", "rollout.prompts_per_step=4",
             "--set", "rollout.max_new_tokens=16",
@@ -65,14 +70,20 @@ class EndToEndTest : public ::testing::Test {
             "--drain-timeout-ms", "2000"};
   }
 
-  std::unique_ptr<Subprocess> Start(const std::string& binary,
-                                    const std::string& name,
-                                    std::vector<std::string> extra,
-                                    nlohmann::json* ready) {
+  std::vector<std::string> Argv(const std::string& binary,
+                                std::vector<std::string> extra) {
     std::vector<std::string> argv = {BinaryPath(binary)};
     std::vector<std::string> common = Flags();
     argv.insert(argv.end(), common.begin(), common.end());
     argv.insert(argv.end(), extra.begin(), extra.end());
+    return argv;
+  }
+
+  std::unique_ptr<Subprocess> Start(const std::string& binary,
+                                    const std::string& name,
+                                    std::vector<std::string> extra,
+                                    nlohmann::json* ready) {
+    std::vector<std::string> argv = Argv(binary, std::move(extra));
     logs_.push_back(dir_.path() + "/" + name + ".log");
     absl::StatusOr<testing::StartedService> started =
         testing::StartService(argv, dir_.path(), name);
@@ -117,9 +128,29 @@ TEST_F(EndToEndTest, TrainsForItsStepsAndAccountsForEveryTrajectory) {
 
   std::vector<std::unique_ptr<Subprocess>> workers;
   const std::vector<std::string> scheduler_flag = {"--scheduler", address};
+  // The trainer ranks start together, as a launcher starts them: each is
+  // ready only once all have joined. Rank 0 registers; rank 1 ignores
+  // --scheduler.
+  absl::StatusOr<int> rendezvous_port = testing::FreeLoopbackPort();
+  ASSERT_THAT(rendezvous_port, IsOk());
+  std::vector<testing::ServiceLaunch> trainer_ranks;
+  for (int rank = 0; rank < kTrainerRanks; ++rank) {
+    const std::string name = absl::StrCat("trainer-", rank);
+    logs_.push_back(dir_.path() + "/" + name + ".log");
+    trainer_ranks.push_back(
+        {name, Argv("fapo-trainer",
+                    {"--rank", absl::StrCat(rank), "--rendezvous",
+                     absl::StrCat("127.0.0.1:", *rendezvous_port),
+                     "--scheduler", address})});
+  }
+  absl::StatusOr<std::vector<testing::StartedService>> trainers =
+      testing::StartServices(std::move(trainer_ranks), dir_.path());
+  ASSERT_THAT(trainers, IsOk());
+  for (testing::StartedService& trainer : *trainers) {
+    workers.push_back(std::move(trainer.process));
+  }
   for (const auto& [binary, name] :
        std::vector<std::pair<std::string, std::string>>{
-           {"fapo-trainer", "trainer-0"},
            {"fapo-genrm-server", "genrm-a"},
            {"fapo-genrm-server", "genrm-b"},
            {"fapo-rollout-worker", "rollout-a"},
@@ -150,6 +181,13 @@ TEST_F(EndToEndTest, TrainsForItsStepsAndAccountsForEveryTrajectory) {
   EXPECT_EQ(status.counters().at("queue.added"),
             by_state.at("trained") + by_state.at("dropped") + held)
       << status.DebugString();
+  // Every drop was counted under its reason (queue.dropped.<reason>).
+  int64_t dropped_with_reason = 0;
+  for (const auto& [key, value] : status.counters()) {
+    if (absl::StartsWith(key, "queue.dropped.")) dropped_with_reason += value;
+  }
+  EXPECT_EQ(dropped_with_reason, by_state.at("dropped"))
+      << status.DebugString();
   EXPECT_EQ(by_state.at("trained"), kSteps * 4 * 4);
 
   // The rollout workers moved to newer weights. Each UpdateWeights answer
@@ -168,7 +206,7 @@ TEST_F(EndToEndTest, TrainsForItsStepsAndAccountsForEveryTrajectory) {
   EXPECT_EQ(rollout_workers, 2);
   EXPECT_GE(newest, 1) << status.DebugString();
 
-  // One metrics line per step; checkpoints at steps 2 and 4.
+  // One metrics line per step, with both ranks' trajectories.
   std::ifstream metrics(run_dir_ + "/metrics.jsonl");
   std::vector<nlohmann::json> lines;
   for (std::string line; std::getline(metrics, line);) {
@@ -181,8 +219,9 @@ TEST_F(EndToEndTest, TrainsForItsStepsAndAccountsForEveryTrajectory) {
     EXPECT_EQ(lines[i]["weight_sync_failures"], 0) << lines[i].dump();
     EXPECT_EQ(lines[i]["num_trajectories"], 16);
   }
-  // Checkpoints at steps 2 and 4, with the scheduler's snapshot inside.
-  for (int step : {2, 4}) {
+  // Checkpoints (rank 0's) at steps 2, 4 and the last, with the
+  // scheduler's snapshot inside.
+  for (int step : {2, 4, kSteps}) {
     std::ifstream snapshot(absl::StrCat(run_dir_, "/checkpoints/step-", step,
                                         "/scheduler_snapshot.bin"));
     EXPECT_TRUE(snapshot.good()) << "checkpoint of step " << step;

@@ -30,6 +30,22 @@ absl::StatusOr<StartedService> StartService(
     std::vector<std::string> argv, const std::string& dir,
     const std::string& name, absl::Duration timeout = absl::Seconds(60));
 
+// One service of StartServices: its name (log, ready file and worker id as
+// in StartService) and argv.
+struct ServiceLaunch {
+  std::string name;
+  std::vector<std::string> argv;
+};
+
+// Starts every service at once, then waits until all are ready: for
+// services that only become ready together (data-parallel trainer ranks
+// wait for each other). Results in `launches` order. An error (naming the
+// service, with its log's tail) as soon as one exits before it is ready,
+// or when `timeout` passes; every started process is then stopped.
+absl::StatusOr<std::vector<StartedService>> StartServices(
+    std::vector<ServiceLaunch> launches, const std::string& dir,
+    absl::Duration timeout = absl::Seconds(60));
+
 }  // namespace fapo::testing
 
 #endif  // FAPO_TESTS_SUPPORT_SERVICE_PROCESS_H_
