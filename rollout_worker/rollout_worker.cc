@@ -514,7 +514,17 @@ void RolloutWorker::RunGenerate(GenerateJob& job) {
                                                  result.token_ids.end());
     trajectory.mutable_response_logprobs()->Add(result.logprobs.begin(),
                                                 result.logprobs.end());
-    absl::StatusOr<std::string> text = tokenizer_->Decode(result.token_ids);
+    // NOTE [response text]: the text is what the policy wrote, without
+    // the stop token that ended it (the ids keep it: the policy is trained
+    // to stop). Otherwise "#3<|endoftext|>" is not an answer line and every
+    // finished response would be graded wrong. Special tokens written
+    // mid-response stay in the text, so they count against the answer.
+    absl::Span<const int> text_ids(result.token_ids);
+    if (result.finish_reason == engine::FinishReason::kStop &&
+        !text_ids.empty()) {
+      text_ids.remove_suffix(1);
+    }
+    absl::StatusOr<std::string> text = tokenizer_->Decode(text_ids);
     if (text.ok()) {
       trajectory.set_response_text(*std::move(text));
     } else {

@@ -183,8 +183,16 @@ TEST_F(RolloutWorkerTest, GenerateReturnsTheGroupWithConsistentFields) {
     EXPECT_LE(t.response_token_ids_size(), 12);
     EXPECT_EQ(t.response_logprobs_size(), t.response_token_ids_size());
     for (float logprob : t.response_logprobs()) EXPECT_LE(logprob, 0.0f);
-    const std::vector<int> response(t.response_token_ids().begin(),
-                                    t.response_token_ids().end());
+    std::vector<int> response(t.response_token_ids().begin(),
+                              t.response_token_ids().end());
+    // NOTE [response text]: the stop token that ended it is not text.
+    if (t.finish_reason() == v1::FINISH_REASON_STOP) {
+      absl::StatusOr<std::string> stop = tokenizer_->Decode({response.back()});
+      ASSERT_TRUE(stop.ok());
+      EXPECT_THAT(*stop, ::testing::StartsWith("<|"));
+      EXPECT_THAT(t.response_text(), ::testing::Not(HasSubstr(*stop)));
+      response.pop_back();
+    }
     EXPECT_EQ(t.response_text(), *tokenizer_->Decode(response));
     EXPECT_EQ(t.policy_version(), 0);
     EXPECT_EQ(t.worker_id(), "worker-a");

@@ -56,8 +56,11 @@ class FakeGenrmClient final : public GenrmClient {
   FakeGenrmClient& operator=(const FakeGenrmClient&) = delete;
 
   void SetAutoResponder(AutoResponder responder) {
+    auto shared =
+        responder ? std::make_shared<const AutoResponder>(std::move(responder))
+                  : nullptr;
     absl::MutexLock lock(&mu_);
-    responder_ = std::move(responder);
+    responder_ = std::move(shared);
   }
 
   // When false, Cancel() only marks and counts the call and leaves it open
@@ -78,24 +81,34 @@ class FakeGenrmClient final : public GenrmClient {
   std::unique_ptr<GenrmCall> Score(const GenrmServer& server,
                                    const v1::ScoreRequest& request,
                                    absl::Time deadline, Done done) override {
-    std::shared_ptr<State> state = std::make_shared<State>();
-    state->done = std::move(done);
-    AutoResponder responder;
+    std::shared_ptr<const AutoResponder> responder;
+    bool record;
     {
       absl::MutexLock lock(&mu_);
       ++num_calls_;
-      if (record_) {
-        state->index = static_cast<int>(calls_.size());
-        calls_.push_back({server, request, deadline, false, false});
-        states_.push_back(state);
+      record = record_;
+      responder = responder_;  // shared: no copy of the function
+    }
+    std::optional<absl::StatusOr<v1::Verdict>> result;
+    if (!record && responder != nullptr) {
+      // Unrecorded and answered inline (benchmarks): nothing can refer to
+      // the call afterwards, so it needs no state and no second lock.
+      result = (*responder)(server, request);
+      if (result.has_value()) {
+        done(*std::move(result));
+        return std::make_unique<FinishedHandle>();
       }
-      responder = responder_;
     }
-    if (responder) {
-      std::optional<absl::StatusOr<v1::Verdict>> result =
-          responder(server, request);
-      if (result.has_value()) Finish(state, *std::move(result));
+    std::shared_ptr<State> state = std::make_shared<State>();
+    state->done = std::move(done);
+    if (record) {
+      absl::MutexLock lock(&mu_);
+      state->index = static_cast<int>(calls_.size());
+      calls_.push_back({server, request, deadline, false, false});
+      states_.push_back(state);
     }
+    if (record && responder != nullptr) result = (*responder)(server, request);
+    if (result.has_value()) Finish(state, *std::move(result));
     return std::make_unique<Handle>(this, state);
   }
 
@@ -166,6 +179,12 @@ class FakeGenrmClient final : public GenrmClient {
     Done done;
   };
 
+  // A call finished before Score returned: Cancel has nothing to do.
+  class FinishedHandle final : public GenrmCall {
+   public:
+    void Cancel() override {}
+  };
+
   class Handle final : public GenrmCall {
    public:
     Handle(FakeGenrmClient* client, std::shared_ptr<State> state)
@@ -201,7 +220,7 @@ class FakeGenrmClient final : public GenrmClient {
   }
 
   mutable absl::Mutex mu_;
-  AutoResponder responder_ ABSL_GUARDED_BY(mu_);
+  std::shared_ptr<const AutoResponder> responder_ ABSL_GUARDED_BY(mu_);
   bool record_ ABSL_GUARDED_BY(mu_) = true;
   bool complete_on_cancel_ ABSL_GUARDED_BY(mu_) = true;
   int num_calls_ ABSL_GUARDED_BY(mu_) = 0;

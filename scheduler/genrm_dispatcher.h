@@ -16,9 +16,9 @@
 // overtaken by requests that may use it).
 //
 // Cost: Submit and each completion are O(number of servers) under one
-// mutex, with no allocation in steady state beyond the request itself
-// (slots are pooled, the waiting line is intrusive); RemoveServer is
-// O(pending).
+// mutex, with no allocation in steady state (slots are pooled, the waiting
+// line is intrusive, and a request filled from NewRequest reuses an
+// earlier one's storage); RemoveServer is O(pending).
 //
 // Failures (NOTE [genrm-failures]). An attempt that ends with an error is
 // retried, on another server whenever more than one exists (it waits for
@@ -46,6 +46,7 @@
 #ifndef FAPO_SCHEDULER_GENRM_DISPATCHER_H_
 #define FAPO_SCHEDULER_GENRM_DISPATCHER_H_
 
+#include <atomic>
 #include <cstdint>
 #include <deque>
 #include <functional>
@@ -94,8 +95,11 @@ class GenrmDispatcher {
  public:
   // Called exactly once per submitted request that is not cancelled (and
   // not dropped by Shutdown), with no dispatcher lock held.
+  // The verdict is passed by rvalue reference so it is moved once, by the
+  // sink, rather than at every hand-over (a lambda taking it by value works
+  // too).
   using VerdictSink = std::function<void(const std::string& trajectory_id,
-                                         v1::Verdict verdict)>;
+                                         v1::Verdict&& verdict)>;
 
   // InvalidArgument for bad options, a null client or an empty sink. The
   // client is not owned and must outlive the dispatcher.
@@ -121,6 +125,14 @@ class GenrmDispatcher {
   // Errors: InvalidArgument (empty trajectory_id), AlreadyExists (that id
   // is pending), FailedPrecondition (after Shutdown).
   absl::Status Submit(v1::ScoreRequest request);
+
+  // An empty request to fill and pass to Submit below: a recycled message
+  // whose strings keep their capacity from earlier requests, so a steady
+  // stream of submissions allocates nothing for its requests (the
+  // scheduler's hot path; NOTE [recycled requests] in the .cc). Never null.
+  std::unique_ptr<v1::ScoreRequest> NewRequest();
+  // As Submit(request); the message goes back to the pool.
+  absl::Status Submit(std::unique_ptr<v1::ScoreRequest> request);
 
   // Drops a pending request (its group was dropped): cancels its call or
   // takes it out of the waiting line. Its sink is never called. Unknown ids
@@ -154,6 +166,10 @@ class GenrmDispatcher {
   GenrmDispatcher(GenrmDispatcherOptions options, GenrmClient* client,
                   VerdictSink sink);
   absl::Status InitMetrics();
+  // Takes a new request into a slot by swapping: `request` is left with
+  // the slot's previous message (NOTE [recycled requests]).
+  absl::Status SubmitLocked(v1::ScoreRequest& request, Actions& actions)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   uint32_t AllocSlotLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ReleaseSlotLocked(uint32_t index) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -163,12 +179,17 @@ class GenrmDispatcher {
   const std::shared_ptr<ServerState>* ChooseServerLocked(const Slot& slot)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void PumpLocked(Actions& actions) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // With the time already read by the caller.
+  void PumpLocked(Actions& actions, absl::Time now)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void EndAttemptLocked(Slot& slot) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void DetachLocked(uint32_t index, Detach how, Actions& actions)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void HandleResultLocked(uint32_t index, absl::StatusOr<v1::Verdict> result,
+  // Results and verdicts go by rvalue reference: a Verdict is a message
+  // with strings, and each by-value hop is a construct-and-swap.
+  void HandleResultLocked(uint32_t index, absl::StatusOr<v1::Verdict>&& result,
                           Actions& actions) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void ResolveLocked(uint32_t index, v1::Verdict verdict, Actions& actions)
+  void ResolveLocked(uint32_t index, v1::Verdict&& verdict, Actions& actions)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void RemoveServerLocked(ServerState* server, Actions& actions)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -177,7 +198,7 @@ class GenrmDispatcher {
   // Runs what the locked helpers decided, with mu_ released: Score calls
   // (and what their inline completions lead to), cancels, sink calls.
   void Run(Actions& actions) ABSL_LOCKS_EXCLUDED(mu_);
-  void OnDone(uint64_t token, absl::StatusOr<v1::Verdict> result)
+  void OnDone(uint64_t token, absl::StatusOr<v1::Verdict>&& result)
       ABSL_LOCKS_EXCLUDED(mu_);
   void AfterScore(uint64_t token, std::unique_ptr<GenrmCall> call,
                   Actions& actions) ABSL_LOCKS_EXCLUDED(mu_);
@@ -213,6 +234,10 @@ class GenrmDispatcher {
   // slots are reused (free_slots_), never given back.
   std::deque<Slot> slots_ ABSL_GUARDED_BY(mu_);
   std::vector<uint32_t> free_slots_ ABSL_GUARDED_BY(mu_);
+  // Cleared-to-be requests for NewRequest, holding the storage of earlier
+  // ones (NOTE [recycled requests]); at most kMaxSpareRequests.
+  std::vector<std::unique_ptr<v1::ScoreRequest>> spare_requests_
+      ABSL_GUARDED_BY(mu_);
   // Pending requests by trajectory_id; keys view the slot's request.
   absl::flat_hash_map<absl::string_view, uint32_t> by_id_ ABSL_GUARDED_BY(mu_);
   // The waiting line: an intrusive list through the slots.
@@ -223,8 +248,9 @@ class GenrmDispatcher {
   uint64_t next_sequence_ ABSL_GUARDED_BY(mu_) = 0;
   // Score calls made whose `done` has not run, and threads running Actions
   // (Score calls, cancels, sink calls): Shutdown waits for both to be 0.
+  // runners_ is raised under mu_ and lowered without it (Run).
   int64_t outstanding_done_ ABSL_GUARDED_BY(mu_) = 0;
-  int64_t runners_ ABSL_GUARDED_BY(mu_) = 0;
+  std::atomic<int64_t> runners_{0};
 };
 
 }  // namespace fapo::scheduler

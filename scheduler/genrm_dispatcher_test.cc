@@ -183,6 +183,44 @@ TEST_F(GenrmDispatcherTest, SubmitErrors) {
               StatusIs(absl::StatusCode::kFailedPrecondition));
 }
 
+// NOTE [recycled requests]: a message from NewRequest is empty whatever it
+// carried before, and goes out exactly as filled.
+TEST_F(GenrmDispatcherTest, RecycledRequestsStartEmpty) {
+  Make();
+  dispatcher_->AddServer(Server("a"));
+  client_.SetAutoResponder(
+      [](const GenrmServer&, const v1::ScoreRequest& request)
+          -> std::optional<absl::StatusOr<v1::Verdict>> {
+        v1::Verdict verdict;
+        verdict.set_trajectory_id(request.trajectory_id());
+        verdict.set_answer_correct(true);
+        verdict.set_first_error_step(-1);
+        verdict.set_status(v1::VERDICT_STATUS_OK);
+        return verdict;
+      });
+  for (int i = 0; i < 3; ++i) {
+    std::unique_ptr<v1::ScoreRequest> request = dispatcher_->NewRequest();
+    ASSERT_NE(request, nullptr);
+    EXPECT_EQ(request->ByteSizeLong(), 0u) << i;
+    request->set_trajectory_id(absl::StrCat("t", i));
+    // Only the first request has a problem: none may leak into the next.
+    if (i == 0) request->set_problem("2+2");
+    request->set_solution(std::string(1024, 'a' + i));
+    ASSERT_THAT(dispatcher_->Submit(std::move(request)), IsOk());
+  }
+  ASSERT_EQ(client_.num_calls(), 3);
+  EXPECT_EQ(client_.call(0).request.problem(), "2+2");
+  EXPECT_EQ(client_.call(2).request.problem(), "");
+  EXPECT_EQ(client_.call(2).request.solution(), std::string(1024, 'c'));
+  EXPECT_EQ(VerdictIds(), (std::vector<std::string>{"t0", "t1", "t2"}));
+  // The same errors as Submit(request).
+  std::unique_ptr<v1::ScoreRequest> unnamed = dispatcher_->NewRequest();
+  EXPECT_THAT(dispatcher_->Submit(std::move(unnamed)),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(dispatcher_->Submit(std::unique_ptr<v1::ScoreRequest>()),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+}
+
 TEST_F(GenrmDispatcherTest, PicksLeastLoadedServerWithStableTies) {
   Make();
   dispatcher_->AddServer(Server("a", 4));

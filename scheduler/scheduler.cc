@@ -5,6 +5,7 @@
 #include <utility>
 
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "algorithm/verdict.h"
@@ -16,6 +17,8 @@ namespace {
 
 constexpr absl::string_view kCounterPrefix = "scheduler.";
 constexpr int kRecentFailuresKept = 3;
+// The next group's number (survives a resume).
+constexpr absl::string_view kNextGroupCounter = "scheduler.next_group";
 
 algorithm::VerdictStatus ToAlgorithmStatus(v1::VerdictStatus status) {
   switch (status) {
@@ -105,6 +108,18 @@ struct Scheduler::Metrics {
   metrics::GaugeFamily* job_state = nullptr;
 };
 
+namespace {
+// The admission number n of group "g<n>" (the scheduler names them so).
+int64_t GroupNumber(absl::string_view group_id) {
+  int64_t number = 0;
+  if (group_id.size() < 2 ||
+      !absl::SimpleAtoi(group_id.substr(1), &number)) {
+    return INT64_MAX;
+  }
+  return number;
+}
+}  // namespace
+
 SchedulerOptions SchedulerOptionsFromSpec(const config::JobSpec& spec) {
   SchedulerOptions options;
   options.job_name = spec.job.name;
@@ -126,6 +141,7 @@ SchedulerOptions SchedulerOptionsFromSpec(const config::JobSpec& spec) {
       algo.advantage == config::AdvantageEstimator::kGrpo;
   options.advantages.eps = algo.advantage_eps;
   options.dynamic_sampling = algo.dynamic_sampling;
+  options.deterministic = spec.scheduler.deterministic;
   options.max_consecutive_failures = spec.scheduler.max_consecutive_failures;
   options.queue.capacity = spec.scheduler.queue_capacity;
   options.queue.backpressure =
@@ -299,13 +315,12 @@ absl::Status Scheduler::Init(GenrmClient* client,
     ASSIGN_OR_RETURN(queue_, TrajectoryQueue::Create(queue_options));
   }
   ASSIGN_OR_RETURN(registry_, WorkerRegistry::Create(registry_options));
-  ASSIGN_OR_RETURN(
-      dispatcher_,
-      GenrmDispatcher::Create(
-          dispatcher_options, client,
-          [this](const std::string& id, v1::Verdict verdict) {
-            OnVerdict(id, std::move(verdict));
-          }));
+  ASSIGN_OR_RETURN(dispatcher_,
+                   GenrmDispatcher::Create(
+                       dispatcher_options, client,
+                       [this](const std::string& id, v1::Verdict&& verdict) {
+                         OnVerdict(id, std::move(verdict));
+                       }));
   registry_->SetListener(
       [this](const v1::WorkerInfo& info, v1::WorkerState state) {
         OnWorkerChange(info, state);
@@ -315,6 +330,14 @@ absl::Status Scheduler::Init(GenrmClient* client,
   {
     absl::MutexLock lock(&mu_);
     if (resume != nullptr) RETURN_IF_ERROR(RestoreLocked(*resume, &interrupted));
+    if (steps_done_ >= options_.total_steps) {
+      // Resumed from the last step's checkpoint: nothing is left to train
+      // (workers that register learn it from their first heartbeat).
+      FAPO_LOG(INFO) << "job " << options_.job_name << ": all "
+                     << options_.total_steps
+                     << " steps were done before this resume";
+      state_ = v1::JOB_STATE_SUCCEEDED;
+    }
     if (metrics_->policy_version != nullptr) {
       metrics_->policy_version->Set(static_cast<double>(policy_version_));
     }
@@ -325,9 +348,19 @@ absl::Status Scheduler::Init(GenrmClient* client,
   for (const std::string& group_id : interrupted) {
     // NOTE [scheduler restore]: their samples' streams died with the old
     // process; the prompts were queued for regeneration by RestoreLocked.
+    std::vector<v1::TrajectoryRecord> dropped;
     absl::StatusOr<std::vector<std::string>> scoring =
-        queue_->DropGroup(group_id, "interrupted");
+        queue_->DropGroup(group_id, "interrupted",
+                          options_.outcomes != nullptr ? &dropped : nullptr);
     (void)scoring;  // nothing was dispatched in this process
+    if (!dropped.empty()) {
+      auto prompt = resume->group_prompts().find(group_id);
+      ReportDropped(std::move(dropped),
+                    prompt != resume->group_prompts().end()
+                        ? std::make_shared<const v1::Prompt>(prompt->second)
+                        : nullptr,
+                    "interrupted", /*has_reward=*/false);
+    }
   }
   return absl::OkStatus();
 }
@@ -361,7 +394,7 @@ absl::Status Scheduler::RestoreLocked(const v1::SchedulerSnapshot& snapshot,
     }
     if (!outcome) counters_[key] = value;
   }
-  next_group_ = counters_[absl::StrCat(kCounterPrefix, "next_group")];
+  next_group_ = counters_[std::string(kNextGroupCounter)];
   for (const v1::Prompt& prompt : snapshot.regenerate()) {
     regenerate_.push_back(prompt);
   }
@@ -380,6 +413,7 @@ absl::Status Scheduler::RestoreLocked(const v1::SchedulerSnapshot& snapshot,
     if (complete) {
       GroupInfo& info = open_groups_[group_id];
       info.prompt = std::make_shared<const v1::Prompt>(prompt->second);
+      info.verifier = verifier_->ForPrompt(info.prompt);
       ++outstanding_groups_;
     } else {
       regenerate_.push_back(prompt->second);
@@ -442,13 +476,14 @@ absl::StatusOr<std::optional<PromptGroup>> Scheduler::NextPromptGroup() {
     ASSIGN_OR_RETURN(group.prompt, prompts_->Next());
   }
   group.group_id = absl::StrCat("g", next_group_++);
-  counters_[absl::StrCat(kCounterPrefix, "next_group")] = next_group_;
+  SetCounterLocked(kNextGroupCounter, next_group_);
   group.group_size = options_.group_size;
   group.min_policy_version =
       std::max<int64_t>(0, policy_version_ - options_.max_staleness);
   RETURN_IF_ERROR(queue_->RegisterGroup(group.group_id, group.group_size));
-  open_groups_[group.group_id].prompt =
-      std::make_shared<const v1::Prompt>(group.prompt);
+  GroupInfo& info = open_groups_[group.group_id];
+  info.prompt = std::make_shared<const v1::Prompt>(group.prompt);
+  info.verifier = verifier_->ForPrompt(info.prompt);
   ++outstanding_groups_;
   CountLocked("scheduler.groups.admitted");
   return group;
@@ -457,6 +492,7 @@ absl::StatusOr<std::optional<PromptGroup>> Scheduler::NextPromptGroup() {
 absl::Status Scheduler::AddTrajectory(v1::Trajectory trajectory) {
   const std::string group_id = trajectory.group_id();
   std::shared_ptr<const v1::Prompt> prompt;  // shared: no copy per sample
+  std::shared_ptr<const PromptVerifier> verifier;
   {
     absl::MutexLock lock(&mu_);
     auto it = open_groups_.find(group_id);
@@ -470,21 +506,26 @@ absl::Status Scheduler::AddTrajectory(v1::Trajectory trajectory) {
     it->second.min_version =
         std::min(it->second.min_version, trajectory.policy_version());
     prompt = it->second.prompt;
+    verifier = it->second.verifier;
   }
   if (metrics_->trajectories != nullptr) {
     metrics_->trajectories->Increment(1);
     metrics_->tokens->Increment(trajectory.response_token_ids_size());
   }
-  const bool correct = verifier_->IsCorrect(*prompt, trajectory.response_text());
+  const bool correct = verifier->IsCorrect(trajectory.response_text());
   const std::string id = trajectory.trajectory_id();
-  v1::ScoreRequest request;
+  // Written before the body moves into the queue (which may release it at
+  // once, on a concurrent DropGroup), into a recycled message: no
+  // allocation (NOTE [recycled requests] in genrm_dispatcher.cc).
+  std::unique_ptr<v1::ScoreRequest> request;
   if (correct) {
-    request.set_request_id(id);
-    request.set_trajectory_id(id);
-    request.set_task(prompt->task());
-    request.set_problem(prompt->text());
-    request.set_ground_truth(prompt->ground_truth());
-    request.set_solution(trajectory.response_text());
+    request = dispatcher_->NewRequest();
+    request->set_request_id(id);
+    request->set_trajectory_id(id);
+    request->set_task(prompt->task());
+    request->set_problem(prompt->text());
+    request->set_ground_truth(prompt->ground_truth());
+    request->set_solution(trajectory.response_text());
   }
   // Outside mu_: Add may wait for room (backpressure kWait). The queue
   // refuses the sample if the group was dropped meanwhile
@@ -538,12 +579,18 @@ void Scheduler::DropAndRegenerate(const std::string& group_id,
     absl::MutexLock lock(&mu_);
     auto it = open_groups_.find(group_id);
     if (it == open_groups_.end()) return;  // raced with another drop
-    regenerate_.push_back(*it->second.prompt);
+    std::shared_ptr<const v1::Prompt> prompt = std::move(it->second.prompt);
+    regenerate_.push_back(*prompt);
     open_groups_.erase(it);
     --outstanding_groups_;
-    absl::StatusOr<std::vector<std::string>> dropped =
-        queue_->DropGroup(group_id, reason);
+    std::vector<v1::TrajectoryRecord> records;
+    absl::StatusOr<std::vector<std::string>> dropped = queue_->DropGroup(
+        group_id, reason, options_.outcomes != nullptr ? &records : nullptr);
     if (dropped.ok()) scoring = *std::move(dropped);
+    if (!records.empty()) {
+      ReportDropped(std::move(records), std::move(prompt), reason,
+                    /*has_reward=*/false);
+    }
     CountLocked(absl::StrCat("scheduler.groups.regenerated.", reason));
     if (metrics_->regenerated != nullptr) {
       metrics_->regenerated->WithLabels({{"reason", std::string(reason)}})
@@ -553,10 +600,33 @@ void Scheduler::DropAndRegenerate(const std::string& group_id,
   for (const std::string& id : scoring) dispatcher_->Cancel(id);
 }
 
+void Scheduler::ReportDropped(std::vector<v1::TrajectoryRecord> records,
+                              std::shared_ptr<const v1::Prompt> prompt,
+                              absl::string_view reason, bool has_reward) {
+  std::vector<DroppedTrajectory> dropped(records.size());
+  for (size_t i = 0; i < records.size(); ++i) {
+    v1::TrajectoryRecord& record = records[i];
+    DroppedTrajectory& out = dropped[i];
+    out.trajectory.set_allocated_trajectory(record.release_trajectory());
+    out.has_verdict = record.has_verdict();
+    if (out.has_verdict) {
+      out.trajectory.set_allocated_verdict(record.release_verdict());
+    }
+    out.has_reward = has_reward;
+    if (has_reward) {
+      out.trajectory.set_flawed(record.flawed());
+      out.trajectory.set_reward(record.reward());
+    }
+    out.prompt = prompt;
+    out.reason = std::string(reason);
+  }
+  options_.outcomes->Dropped(std::move(dropped));
+}
+
 // ---- GenRM verdicts --------------------------------------------------------
 
 void Scheduler::OnVerdict(const std::string& trajectory_id,
-                          v1::Verdict verdict) {
+                          v1::Verdict&& verdict) {
   const int outcome = VerdictOutcome(verdict);
   absl::Status recorded = queue_->RecordVerdict(trajectory_id, std::move(verdict));
   if (!recorded.ok()) {
@@ -612,8 +682,10 @@ void Scheduler::FillPendingLocked() {
     for (CompleteGroup& group : taken) {
       auto info = open_groups_.find(group.group_id);
       v1::Prompt prompt;
+      std::shared_ptr<const v1::Prompt> shared_prompt;  // for drop reports
       if (info != open_groups_.end()) {
         prompt = *info->second.prompt;
+        shared_prompt = std::move(info->second.prompt);
         open_groups_.erase(info);
       } else if (!group.records.empty()) {
         prompt = group.records.front().prompt();
@@ -624,14 +696,28 @@ void Scheduler::FillPendingLocked() {
         min_version =
             std::min(min_version, record.trajectory().policy_version());
       }
-      auto drop_all = [&](absl::string_view reason) {
+      // `rewards`: the group's, when it was scored before the drop.
+      auto drop_all = [&](absl::string_view reason,
+                          const std::vector<double>* rewards) {
         for (const v1::TrajectoryRecord& record : group.records) {
           (void)queue_->Drop(record.trajectory().trajectory_id(), reason);
         }
         --outstanding_groups_;
+        if (options_.outcomes == nullptr) return;
+        if (rewards != nullptr) {
+          for (size_t i = 0; i < group.records.size(); ++i) {
+            group.records[i].set_flawed(IsFlawed(group.records[i].verdict()));
+            group.records[i].set_reward((*rewards)[i]);
+          }
+        }
+        if (shared_prompt == nullptr) {
+          shared_prompt = std::make_shared<const v1::Prompt>(prompt);
+        }
+        ReportDropped(std::move(group.records), shared_prompt, reason,
+                      rewards != nullptr);
       };
       if (IsStaleLocked(min_version)) {
-        drop_all("stale");
+        drop_all("stale", nullptr);
         regenerate_.push_back(std::move(prompt));
         CountLocked("scheduler.groups.regenerated.stale");
         if (metrics_->regenerated != nullptr) {
@@ -653,7 +739,7 @@ void Scheduler::FillPendingLocked() {
       }
       if (options_.dynamic_sampling && !algorithm::HasLearningSignal(rewards)) {
         // DAPO draws a new prompt rather than this one again.
-        drop_all("no_signal");
+        drop_all("no_signal", &rewards);
         CountLocked("scheduler.groups.no_signal");
         continue;
       }
@@ -663,15 +749,16 @@ void Scheduler::FillPendingLocked() {
       scored.group_id = group.group_id;
       scored.prompt = std::move(prompt);
       scored.min_version = min_version;
+      scored.members.reserve(n);
       for (size_t i = 0; i < n; ++i) {
         v1::TrajectoryRecord& record = group.records[i];
-        v1::ScoredTrajectory member;
-        *member.mutable_trajectory() = std::move(*record.mutable_trajectory());
-        *member.mutable_verdict() = std::move(*record.mutable_verdict());
+        v1::ScoredTrajectory& member = scored.members.emplace_back();
+        // The bodies change hands by pointer: no allocation, no copy.
+        member.set_allocated_trajectory(record.release_trajectory());
+        member.set_allocated_verdict(record.release_verdict());
         member.set_flawed(judgements[i].flawed);
         member.set_reward(rewards[i]);
         member.set_advantage(advantages[i]);
-        scored.members.push_back(std::move(member));
       }
       pending_groups_.push_back(std::move(scored));
     }
@@ -697,6 +784,20 @@ std::shared_ptr<const TrainBatch> Scheduler::TakeTrainBatch() {
       (void)queue_->Drop(member.trajectory().trajectory_id(), "stale");
     }
     --outstanding_groups_;
+    if (options_.outcomes != nullptr) {
+      // Scored, rewarded and with advantages: all of it goes.
+      auto prompt = std::make_shared<const v1::Prompt>(it->prompt);
+      std::vector<DroppedTrajectory> dropped(it->members.size());
+      for (size_t i = 0; i < dropped.size(); ++i) {
+        dropped[i].trajectory = std::move(it->members[i]);
+        dropped[i].has_verdict = true;
+        dropped[i].has_reward = true;
+        dropped[i].has_advantage = true;
+        dropped[i].prompt = prompt;
+        dropped[i].reason = "stale";
+      }
+      options_.outcomes->Dropped(std::move(dropped));
+    }
     regenerate_.push_back(std::move(it->prompt));
     CountLocked("scheduler.groups.regenerated.stale");
     it = pending_groups_.erase(it);
@@ -705,10 +806,26 @@ std::shared_ptr<const TrainBatch> Scheduler::TakeTrainBatch() {
   if (pending_groups_.size() < static_cast<size_t>(options_.groups_per_step)) {
     return nullptr;
   }
+  if (options_.deterministic) {
+    // NOTE [deterministic mode]: the batch's groups in admission order, not
+    // in the order their last verdicts happened to arrive.
+    std::sort(pending_groups_.begin(),
+              pending_groups_.begin() + options_.groups_per_step,
+              [](const ScoredGroup& a, const ScoredGroup& b) {
+                return GroupNumber(a.group_id) < GroupNumber(b.group_id);
+              });
+  }
   auto made = std::make_shared<TrainBatch>();
   TrainBatch& batch = *made;
   batch.step = steps_done_ + 1;
   batch.policy_version = policy_version_;
+  size_t batch_size = 0;
+  for (int g = 0; g < options_.groups_per_step; ++g) {
+    batch_size += pending_groups_[g].members.size();
+  }
+  batch.trajectories.reserve(batch_size);
+  batch.group_sizes.reserve(options_.groups_per_step);
+  batch.group_prompts.reserve(options_.groups_per_step);
   double reward_sum = 0;
   for (int g = 0; g < options_.groups_per_step; ++g) {
     ScoredGroup& group = pending_groups_.front();
@@ -768,6 +885,9 @@ absl::Status Scheduler::CompleteTrainStep(int64_t step,
     ids.push_back(member.trajectory().trajectory_id());
   }
   RETURN_IF_ERROR(queue_->MarkTrainedAll(ids));
+  // The shared batch itself: nothing is copied here (samples.jsonl is
+  // written from it on the sink's own thread).
+  if (options_.outcomes != nullptr) options_.outcomes->Trained(in_flight_);
   outstanding_groups_ -= static_cast<int64_t>(in_flight_->group_sizes.size());
   in_flight_ = nullptr;
   steps_done_ = step;
@@ -1054,8 +1174,17 @@ void Scheduler::FailLocked(absl::string_view error) {
   error_ = std::string(error);
 }
 
-void Scheduler::CountLocked(const std::string& counter, int64_t delta) {
-  counters_[counter] += delta;
+void Scheduler::CountLocked(absl::string_view counter, int64_t delta) {
+  // Looked up by view: no string is built for a counter that exists.
+  auto it = counters_.find(counter);
+  if (it == counters_.end()) it = counters_.emplace(counter, 0).first;
+  it->second += delta;
+}
+
+void Scheduler::SetCounterLocked(absl::string_view counter, int64_t value) {
+  auto it = counters_.find(counter);
+  if (it == counters_.end()) it = counters_.emplace(counter, 0).first;
+  it->second = value;
 }
 
 }  // namespace fapo::scheduler

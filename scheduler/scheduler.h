@@ -35,6 +35,24 @@
 //      groups that can no longer be fresh enough, so the GenRM does not
 //      score them for nothing.
 //
+// NOTE [deterministic mode]: scheduler.deterministic makes a run repeat
+// itself, across a stop and resume too: the same seed gives the same
+// metrics, step for step. What it takes:
+//   - max_staleness 0 (the config requires it): the groups of step t are
+//     admitted once step t-1 has trained and are generated with its
+//     weights, whichever worker runs them and whenever;
+//   - each group samples with a seed fixed by job.seed and its prompt
+//     (NOTE [sampling seeds] in rollout_driver.h), so a group generated
+//     again after a restore draws what it drew before;
+//   - a batch's groups in admission order, not completion order (the
+//     trainer's minibatches depend on the order);
+//   - verdicts that repeat: the rule GenRM, or a greedy model (warned
+//     about otherwise; an openai endpoint does not promise it).
+// Its cost is the overlap: generation of step t+1 no longer runs while
+// step t trains, so a step takes generation + train + weight sync instead
+// of roughly the larger of generation and train. GenRM scoring still
+// overlaps generation.
+//
 // NOTE [no progress]: failures (a GenRM verdict that timed out after
 // retries, an aborted generation group, a failed train step, a stretch of
 // worker_timeout with trajectories waiting and no live GenRM server) are
@@ -74,6 +92,7 @@
 #include "scheduler/genrm_client.h"
 #include "scheduler/genrm_dispatcher.h"
 #include "scheduler/task_source.h"
+#include "scheduler/trajectory_outcome_sink.h"
 #include "scheduler/trajectory_queue.h"
 #include "scheduler/worker_registry.h"
 #include "services/clock/clock.h"
@@ -100,6 +119,8 @@ struct SchedulerOptions {
   // DAPO's dynamic sampling: drop (reason "no_signal") groups whose rewards
   // are all equal and generate new prompts instead. Default false.
   bool dynamic_sampling = false;
+  // NOTE [deterministic mode]. Default false. scheduler.deterministic.
+  bool deterministic = false;
   // NOTE [no progress]. Default 5; >= 1. scheduler.max_consecutive_failures.
   int max_consecutive_failures = 5;
   // The parts' options; clock and metrics there are overridden by the two
@@ -111,6 +132,9 @@ struct SchedulerOptions {
   Clock* clock = nullptr;
   // Not owned; null = no metrics. Must outlive the scheduler.
   metrics::MetricsRegistry* metrics = nullptr;
+  // Not owned; null = none (no cost). Told of every trajectory that is
+  // trained or dropped (samples.jsonl). Must outlive the scheduler.
+  TrajectoryOutcomeSink* outcomes = nullptr;
 };
 
 // SchedulerOptions from a parsed job spec (clock and metrics left null).
@@ -249,6 +273,8 @@ class Scheduler {
 
   struct GroupInfo {
     std::shared_ptr<const v1::Prompt> prompt;
+    // verifier_->ForPrompt(prompt): the answer check, prepared per group.
+    std::shared_ptr<const PromptVerifier> verifier;
     int64_t min_version = INT64_MAX;  // oldest member's policy_version
     bool has_members = false;
   };
@@ -261,13 +287,19 @@ class Scheduler {
                              std::vector<std::string>* interrupted)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
-  void OnVerdict(const std::string& trajectory_id, v1::Verdict verdict);
+  void OnVerdict(const std::string& trajectory_id, v1::Verdict&& verdict);
   void OnWorkerChange(const v1::WorkerInfo& info, v1::WorkerState state);
 
   // Drops an open group (queue + dispatcher), queues its prompt for
   // regeneration and frees its admission slot.
   void DropAndRegenerate(const std::string& group_id,
                          absl::string_view reason);
+  // Tells options_.outcomes (must be set) that the queue dropped
+  // `records`, members of the group of `prompt`, for `reason`; with
+  // `has_reward` their flawed and reward fields were set (group scored).
+  void ReportDropped(std::vector<v1::TrajectoryRecord> records,
+                     std::shared_ptr<const v1::Prompt> prompt,
+                     absl::string_view reason, bool has_reward);
   // Scores complete groups into pending_groups_ until a batch is full.
   void FillPendingLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   bool IsStaleLocked(int64_t version) const ABSL_SHARED_LOCKS_REQUIRED(mu_);
@@ -278,7 +310,9 @@ class Scheduler {
   void NoteFailureLocked(absl::string_view what)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void FailLocked(absl::string_view error) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void CountLocked(const std::string& counter, int64_t delta = 1)
+  void CountLocked(absl::string_view counter, int64_t delta = 1)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void SetCounterLocked(absl::string_view counter, int64_t value)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const SchedulerOptions options_;
@@ -318,7 +352,7 @@ class Scheduler {
   std::array<std::atomic<int64_t>, kNumOutcomes> verdict_counts_{};
   std::deque<std::string> recent_failures_ ABSL_GUARDED_BY(mu_);
   absl::Time genrm_stall_noted_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
-  std::map<std::string, int64_t> counters_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, int64_t, std::less<>> counters_ ABSL_GUARDED_BY(mu_);
   algorithm::FlawedCounts run_counts_ ABSL_GUARDED_BY(mu_);
 };
 

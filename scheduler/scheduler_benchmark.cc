@@ -6,6 +6,8 @@
 //                         (verify, queue, dispatch to a GenRM client that
 //                         answers inline), batches of 16 groups taken and
 //                         marked trained. Target >= 500,000/s.
+//   BM_InProcessWithSamples  the same, with every trajectory written to
+//                         samples.jsonl in a temporary directory.
 //   BM_GrpcLoopback       the same, but the trajectories arrive over
 //                         loopback gRPC: a Rollout service in this process
 //                         streams them to a RolloutDriver (8 streams at
@@ -42,6 +44,7 @@
 #include "scheduler/grpc_genrm_client.h"
 #include "scheduler/grpc_rollout_client.h"
 #include "scheduler/rollout_driver.h"
+#include "scheduler/samples_writer.h"
 #include "scheduler/scheduler.h"
 #include "services/logging/log.h"
 #include "services/rpc/server.h"
@@ -57,9 +60,14 @@ constexpr int kResponseBytes = 1024;
 // 1 KB of steps ending with the right answer: the verifier reads it whole
 // and finds the answer correct, so every trajectory goes to the GenRM.
 std::string Response(const v1::Prompt& prompt) {
-  std::string text;
-  while (text.size() < kResponseBytes - 8) text += "1+1=2\n";
-  return absl::StrCat(text, "#", prompt.ground_truth());
+  // The steps are the same for every prompt: made once, so the harness's
+  // own cost stays small next to the scheduler's.
+  static const std::string* const kSteps = [] {
+    auto* steps = new std::string;
+    while (steps->size() < kResponseBytes - 8) *steps += "1+1=2\n";
+    return steps;
+  }();
+  return absl::StrCat(*kSteps, "#", prompt.ground_truth());
 }
 
 v1::Verdict Sound(const v1::ScoreRequest& request) {
@@ -82,10 +90,13 @@ SchedulerOptions Options() {
   return options;
 }
 
-std::unique_ptr<Scheduler> NewScheduler(GenrmClient* client) {
+std::unique_ptr<Scheduler> NewScheduler(
+    GenrmClient* client, TrajectoryOutcomeSink* outcomes = nullptr) {
   config::JobSpec spec;
   spec.data.task = config::Task::kArith;
-  auto scheduler = Scheduler::Create(Options(), *MakePromptSource(spec),
+  SchedulerOptions options = Options();
+  options.outcomes = outcomes;
+  auto scheduler = Scheduler::Create(options, *MakePromptSource(spec),
                                      *MakeAnswerVerifier(spec), client);
   if (!scheduler.ok()) {
     FAPO_LOG(ERROR) << scheduler.status();
@@ -122,7 +133,15 @@ int64_t TrainReady(Scheduler& scheduler) {
   return trained;
 }
 
-void BM_InProcess(benchmark::State& state) {
+// With `samples_path`, every trajectory also goes to samples.jsonl there
+// (SamplesWriter, as fapo-scheduler with job.sample_fraction 1).
+void RunInProcess(benchmark::State& state, const std::string& samples_path) {
+  std::unique_ptr<SamplesWriter> samples;
+  if (!samples_path.empty()) {
+    SamplesWriterOptions samples_options;
+    samples_options.path = samples_path;
+    samples = *SamplesWriter::Create(samples_options);
+  }
   FakeGenrmClient client;
   client.set_record(false);
   client.SetAutoResponder(
@@ -130,12 +149,11 @@ void BM_InProcess(benchmark::State& state) {
           -> std::optional<absl::StatusOr<v1::Verdict>> {
         return Sound(request);
       });
-  std::unique_ptr<Scheduler> scheduler = NewScheduler(&client);
+  std::unique_ptr<Scheduler> scheduler = NewScheduler(&client, samples.get());
   for (int i = 0; i < 4; ++i) {
     Register(*scheduler, v1::WORKER_ROLE_GENRM, absl::StrCat("genrm-", i),
              "noop", 1 << 20);
   }
-  v1::Trajectory trajectory;
   int64_t items = 0;
   for (auto _ : state) {
     auto group = scheduler->NextPromptGroup();
@@ -147,19 +165,36 @@ void BM_InProcess(benchmark::State& state) {
     const std::string response = Response(g.prompt);
     const int64_t version = scheduler->policy_version();
     for (int i = 0; i < kGroupSize; ++i) {
+      // A fresh message moved in, as the RolloutDriver moves each one it
+      // reads off a stream.
+      v1::Trajectory trajectory;
       trajectory.set_trajectory_id(absl::StrCat(g.group_id, "/", i));
       trajectory.set_group_id(g.group_id);
       trajectory.set_sample_index(i);
       trajectory.set_response_text(response);
       trajectory.set_policy_version(version);
-      if (!scheduler->AddTrajectory(trajectory).ok()) std::abort();
+      if (!scheduler->AddTrajectory(std::move(trajectory)).ok()) std::abort();
     }
     items += kGroupSize;
   }
   TrainReady(*scheduler);
+  // The writer's backlog is part of the cost: the clock stops once it is
+  // on disk.
+  if (samples != nullptr) (void)samples->Flush();
   state.SetItemsProcessed(items);
 }
+
+void BM_InProcess(benchmark::State& state) { RunInProcess(state, ""); }
 BENCHMARK(BM_InProcess)->Unit(benchmark::kMicrosecond)->MinTime(2.0)
+    ->UseRealTime();
+
+void BM_InProcessWithSamples(benchmark::State& state) {
+  testing::TempDir dir("fapo-samples-bench-");
+  RunInProcess(state, dir.path() + "/samples.jsonl");
+}
+BENCHMARK(BM_InProcessWithSamples)
+    ->Unit(benchmark::kMicrosecond)
+    ->MinTime(2.0)
     ->UseRealTime();
 
 // A Rollout service that streams G 1 KB trajectories per Generate.
@@ -449,6 +484,14 @@ int main(int argc, char** argv) {
   // services/cli/service_main.cc): Debian's abseil records a lock graph on
   // every acquisition unless told not to.
   absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
+  // NOTE [scheduler allocator] in scheduler/CMakeLists.txt: the figures
+  // depend on it, so the report says which one ran.
+#ifdef FAPO_SCHEDULER_TCMALLOC
+  benchmark::AddCustomContext("allocator", "tcmalloc (as fapo-scheduler)");
+#else
+  benchmark::AddCustomContext("allocator",
+                              "glibc malloc (no libtcmalloc_minimal)");
+#endif
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
   benchmark::RunSpecifiedBenchmarks();

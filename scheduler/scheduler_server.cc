@@ -71,7 +71,29 @@ absl::StatusOr<std::unique_ptr<cli::ServiceInstance>> SchedulerServer::Create(
   ASSIGN_OR_RETURN(std::unique_ptr<AnswerVerifier> verifier,
                    MakeAnswerVerifier(spec));
   SchedulerOptions options = SchedulerOptionsFromSpec(spec);
+  if (spec.scheduler.deterministic) {
+    // NOTE [deterministic mode]: the verdicts must repeat too.
+    const config::GenrmBackend backend =
+        spec.genrm.backend == config::GenrmBackend::kLatency
+            ? spec.genrm.latency.inner
+            : spec.genrm.backend;
+    if (backend == config::GenrmBackend::kOpenai ||
+        (backend == config::GenrmBackend::kModel &&
+         spec.genrm.model.temperature > 0)) {
+      FAPO_LOG(WARNING) << "scheduler.deterministic: the GenRM's verdicts "
+                           "may not repeat (an openai endpoint, or a model "
+                           "sampled at temperature > 0), so neither will "
+                           "the run";
+    }
+  }
   options.metrics = context.registry;
+  SamplesWriterOptions samples_options = SamplesWriterOptionsFromSpec(spec);
+  if (resume) samples_options.resumed_step = snapshot.step();
+  if (!samples_options.path.empty() && samples_options.sample_fraction > 0) {
+    ASSIGN_OR_RETURN(server->samples_,
+                     SamplesWriter::Create(std::move(samples_options)));
+    options.outcomes = server->samples_.get();
+  }
   server->tick_interval_ = options.workers.heartbeat_interval;
   ASSIGN_OR_RETURN(server->scheduler_,
                    Scheduler::Create(std::move(options), std::move(prompts),
@@ -149,6 +171,8 @@ void SchedulerServer::OnStopping() {
   if (ticker_.joinable()) ticker_.join();
   if (trainer_driver_ != nullptr) trainer_driver_->Shutdown();
   if (driver_ != nullptr) driver_->Shutdown();
+  // The last step's samples are on disk before the process exits.
+  if (samples_ != nullptr) (void)samples_->Flush();
 }
 
 }  // namespace fapo::scheduler

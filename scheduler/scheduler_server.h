@@ -7,6 +7,9 @@
 //   GrpcTrainerClient  -> the trainer that registers (TrainerDriver: train
 //                         steps, weight sync to rollout workers,
 //                         checkpoints, metrics.jsonl)
+//   SamplesWriter      <- every trajectory trained or dropped, into
+//                         <job.output_dir>/samples.jsonl (a
+//                         job.sample_fraction of the groups)
 //   a ticker thread    -> Scheduler::Tick every heartbeat interval; once the
 //                         job has SUCCEEDED or FAILED it lets the workers
 //                         see it for two heartbeat intervals, then stops the
@@ -34,6 +37,7 @@
 #include "scheduler/grpc_rollout_client.h"
 #include "scheduler/grpc_trainer_client.h"
 #include "scheduler/rollout_driver.h"
+#include "scheduler/samples_writer.h"
 #include "scheduler/scheduler.h"
 #include "scheduler/scheduler_service.h"
 #include "scheduler/trainer_driver.h"
@@ -60,6 +64,9 @@ class SchedulerServer final : public cli::ServiceInstance {
   std::unique_ptr<GrpcGenrmClient> genrm_client_;
   std::unique_ptr<GrpcRolloutClient> rollout_client_;
   std::unique_ptr<GrpcTrainerClient> trainer_client_;
+  // Before scheduler_: the scheduler reports to it until destroyed. Null
+  // without job.output_dir or with job.sample_fraction 0.
+  std::unique_ptr<SamplesWriter> samples_;
   std::unique_ptr<Scheduler> scheduler_;
   std::unique_ptr<SchedulerService> service_;
   std::unique_ptr<RolloutDriver> driver_;

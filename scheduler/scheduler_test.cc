@@ -1,19 +1,26 @@
 // Scheduler logic with a fake GenRM client and a fake clock (no gRPC).
 #include "scheduler/scheduler.h"
 
+#include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "gmock/gmock.h"
 #include "google/protobuf/util/message_differencer.h"
 #include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
 #include "scheduler/fake_genrm_client.h"
+#include "scheduler/samples_writer.h"
 #include "services/clock/fake_clock.h"
+#include "services/files/files.h"
 #include "services/status/status_matchers.h"
+#include "tests/support/subprocess.h"
 
 namespace fapo::scheduler {
 namespace {
@@ -396,6 +403,115 @@ TEST_F(SchedulerTest, TheJobSucceedsAfterItsSteps) {
   }
   EXPECT_EQ(scheduler_->state(), v1::JOB_STATE_SUCCEEDED);
   EXPECT_FALSE(scheduler_->NextPromptGroup()->has_value());
+}
+
+// samples.jsonl over a small run: every trajectory that was trained or
+// dropped is written exactly once, with the right outcome and reason, and
+// the file agrees with the queue's own counts.
+TEST_F(SchedulerTest, EveryFinishedTrajectoryIsWrittenToSamplesOnce) {
+  testing::TempDir dir;
+  SamplesWriterOptions samples_options;
+  samples_options.path = dir.path() + "/samples.jsonl";
+  std::unique_ptr<SamplesWriter> samples =
+      *SamplesWriter::Create(samples_options);
+  SchedulerOptions options = Small();
+  options.dynamic_sampling = true;  // an all-wrong group is dropped
+  options.outcomes = samples.get();
+  Start(options);
+  AddGenrm("genrm-a");
+  std::set<std::string> trained;
+  std::set<std::string> aborted;
+  std::set<std::string> all_wrong;
+  int groups = 0;
+  int idle_rounds = 0;
+  while (scheduler_->state() == v1::JOB_STATE_RUNNING && idle_rounds < 3) {
+    absl::StatusOr<std::optional<PromptGroup>> next =
+        scheduler_->NextPromptGroup();
+    ASSERT_THAT(next.status(), IsOk());
+    if (next->has_value()) {
+      idle_rounds = 0;
+      const PromptGroup group = **next;
+      const int64_t version = scheduler_->policy_version();
+      auto add = [&](int index, Kind kind) {
+        ASSERT_THAT(
+            scheduler_->AddTrajectory(Trajectory(group, index, kind, version)),
+            IsOk());
+      };
+      const int n = groups++;
+      if (n == 1) {
+        for (int i = 0; i < 4; ++i) add(i, Kind::kWrong);
+        for (int i = 0; i < 4; ++i) {
+          all_wrong.insert(absl::StrCat(group.group_id, "/", i));
+        }
+      } else if (n == 2) {
+        // One member is with the GenRM, one scored, when the stream breaks.
+        add(0, Kind::kSound);
+        add(1, Kind::kWrong);
+        ASSERT_THAT(scheduler_->AbortGroup(group.group_id, "stream broken"),
+                    IsOk());
+        aborted = {absl::StrCat(group.group_id, "/0"),
+                   absl::StrCat(group.group_id, "/1")};
+      } else {
+        add(0, Kind::kSound);
+        add(1, Kind::kWrong);
+        add(2, Kind::kFlawed);
+        add(3, Kind::kWrong);
+      }
+      AnswerAllOpenCalls();
+      continue;
+    }
+    std::shared_ptr<const TrainBatch> batch = scheduler_->TakeTrainBatch();
+    if (batch == nullptr) {
+      ++idle_rounds;
+      continue;
+    }
+    idle_rounds = 0;
+    for (const v1::ScoredTrajectory& member : batch->trajectories) {
+      trained.insert(member.trajectory().trajectory_id());
+    }
+    ASSERT_THAT(scheduler_->CompleteTrainStep(batch->step, batch->step, {}),
+                IsOk());
+  }
+  ASSERT_EQ(scheduler_->state(), v1::JOB_STATE_SUCCEEDED);
+  ASSERT_THAT(trained, SizeIs(3 * 2 * 4));
+  ASSERT_THAT(samples->Flush(), IsOk());
+
+  absl::StatusOr<std::string> text = files::ReadFile(samples_options.path);
+  ASSERT_THAT(text.status(), IsOk());
+  std::map<std::string, nlohmann::json> lines;
+  for (absl::string_view line :
+       absl::StrSplit(*text, '\n', absl::SkipEmpty())) {
+    nlohmann::json json = nlohmann::json::parse(line);
+    const std::string id = json["trajectory_id"];
+    EXPECT_TRUE(lines.emplace(id, json).second) << id << " written twice";
+  }
+  int64_t dropped_lines = 0;
+  for (const auto& [id, json] : lines) {
+    if (trained.count(id) > 0) {
+      EXPECT_EQ(json["outcome"], "trained") << id;
+      EXPECT_FALSE(json["reward"].is_null()) << id;
+      EXPECT_FALSE(json["advantage"].is_null()) << id;
+      continue;
+    }
+    ++dropped_lines;
+    EXPECT_EQ(json["outcome"], "dropped") << id;
+    if (aborted.count(id) > 0) {
+      EXPECT_EQ(json["drop_reason"], "aborted") << id;
+    } else {
+      EXPECT_EQ(json["drop_reason"], "no_signal") << id;
+      EXPECT_EQ(all_wrong.count(id), 1u) << id;
+      EXPECT_EQ(json["reward"], -1.0) << id;
+      EXPECT_EQ(json["verdict_status"], "skipped") << id;
+    }
+  }
+  for (const std::string& id : trained) EXPECT_EQ(lines.count(id), 1u) << id;
+  for (const std::string& id : aborted) EXPECT_EQ(lines.count(id), 1u) << id;
+  EXPECT_EQ(lines.at(*aborted.begin())["verdict_status"], nullptr);
+  // The file agrees with the queue: nothing finished went unwritten.
+  const TrajectoryCounts counts = scheduler_->queue().Counts();
+  EXPECT_EQ(counts.trained_total, static_cast<int64_t>(trained.size()));
+  EXPECT_EQ(counts.dropped_total, dropped_lines);
+  EXPECT_GE(dropped_lines, 2 + 4);  // the aborted pair and one all-wrong group
 }
 
 TEST_F(SchedulerTest, AFailedStepHandsOutTheSameBatchAgain) {

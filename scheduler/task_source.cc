@@ -14,7 +14,6 @@
 #include "tasks/math/verifier.h"
 
 namespace fapo::scheduler {
-namespace {
 
 namespace arith = ::fapo::tasks::arith;
 namespace math = ::fapo::tasks::math;
@@ -28,6 +27,8 @@ arith::ArithOptions ArithOptionsFromSpec(const config::ArithDataOptions& d) {
   options.answer_modulus = d.answer_modulus;
   return options;
 }
+
+namespace {
 
 // ValidateArithOptions names fields by their data.arith key ("max_ops");
 // the prefix makes the message point into the job spec.
@@ -124,6 +125,37 @@ class MathPromptSource : public PromptSource {
   int64_t position_ = 0;
 };
 
+// The default: nothing to prepare.
+class UnboundPromptVerifier : public PromptVerifier {
+ public:
+  UnboundPromptVerifier(const AnswerVerifier* verifier,
+                        std::shared_ptr<const v1::Prompt> prompt)
+      : verifier_(verifier), prompt_(std::move(prompt)) {}
+  bool IsCorrect(absl::string_view response) const override {
+    return verifier_->IsCorrect(*prompt_, response);
+  }
+
+ private:
+  const AnswerVerifier* verifier_;
+  std::shared_ptr<const v1::Prompt> prompt_;
+};
+
+// The problem parsed once per group: parsing (and evaluating) it for every
+// sample was a visible share of the scheduler's per-trajectory cost.
+class ArithPromptVerifier : public PromptVerifier {
+ public:
+  ArithPromptVerifier(const arith::Checker* checker,
+                      absl::StatusOr<arith::Problem> problem)
+      : checker_(checker), problem_(std::move(problem)) {}
+  bool IsCorrect(absl::string_view response) const override {
+    return problem_.ok() && checker_->AnswerCorrect(*problem_, response);
+  }
+
+ private:
+  const arith::Checker* checker_;
+  absl::StatusOr<arith::Problem> problem_;  // an unparsable prompt: never
+};
+
 class ArithVerifier : public AnswerVerifier {
  public:
   explicit ArithVerifier(arith::Checker checker)
@@ -133,6 +165,12 @@ class ArithVerifier : public AnswerVerifier {
                  absl::string_view response) const override {
     absl::StatusOr<arith::Problem> problem = arith::ParsePrompt(prompt.text());
     return problem.ok() && checker_.AnswerCorrect(*problem, response);
+  }
+
+  std::shared_ptr<const PromptVerifier> ForPrompt(
+      std::shared_ptr<const v1::Prompt> prompt) const override {
+    return std::make_shared<ArithPromptVerifier>(
+        &checker_, arith::ParsePrompt(prompt->text()));
   }
 
  private:
@@ -157,6 +195,11 @@ math::MathDataOptions MathOptionsFromSpec(const config::MathDataOptions& m) {
 }
 
 }  // namespace
+
+std::shared_ptr<const PromptVerifier> AnswerVerifier::ForPrompt(
+    std::shared_ptr<const v1::Prompt> prompt) const {
+  return std::make_shared<UnboundPromptVerifier>(this, std::move(prompt));
+}
 
 std::string TaskName(config::Task task) {
   return task == config::Task::kArith ? "arith" : "math";

@@ -27,6 +27,7 @@
 #include "absl/strings/string_view.h"
 #include "fapo/v1/common.pb.h"
 #include "services/config/job_spec.h"
+#include "tasks/arith/problem.h"
 
 namespace fapo::scheduler {
 
@@ -40,6 +41,15 @@ class PromptSource {
   virtual int64_t position() const = 0;
 };
 
+// AnswerVerifier::IsCorrect for one prompt, with what the check needs from
+// the prompt worked out once for the G samples of its group (arith parses
+// the problem text). Thread-safe.
+class PromptVerifier {
+ public:
+  virtual ~PromptVerifier() = default;
+  virtual bool IsCorrect(absl::string_view response) const = 0;
+};
+
 class AnswerVerifier {
  public:
   virtual ~AnswerVerifier() = default;
@@ -47,11 +57,20 @@ class AnswerVerifier {
   // Thread-safe.
   virtual bool IsCorrect(const v1::Prompt& prompt,
                          absl::string_view response) const = 0;
+  // The same check bound to `prompt` (never null; keeps `prompt` alive and
+  // must not outlive this verifier). The default calls IsCorrect each time;
+  // verifiers with per-prompt work override it.
+  virtual std::shared_ptr<const PromptVerifier> ForPrompt(
+      std::shared_ptr<const v1::Prompt> prompt) const;
 };
 
 // The job's task ("arith" or "math") as named in Prompt.task and
 // ScoreRequest.task.
 std::string TaskName(config::Task task);
+
+// data.arith as the arith task's options (shared by `fapo eval`).
+tasks::arith::ArithOptions ArithOptionsFromSpec(
+    const config::ArithDataOptions& data);
 
 // The source data.task selects, seeded with job.seed and advanced to
 // `position`. arith: InvalidArgument (naming data.arith.*) when the task

@@ -1,6 +1,7 @@
 #include "scheduler/task_source.h"
 
 #include <fstream>
+#include <memory>
 #include <set>
 #include <string>
 
@@ -73,6 +74,30 @@ TEST(ArithVerifierTest, ReadsTheFinalAnswerLine) {
   EXPECT_FALSE((*verifier)->IsCorrect(prompt, ""));
 }
 
+// The per-group form answers as IsCorrect does, including for a prompt
+// whose text does not parse (never correct).
+TEST(ArithVerifierTest, ForPromptAgreesWithIsCorrect) {
+  auto source = MakePromptSource(Arith());
+  auto verifier = MakeAnswerVerifier(Arith());
+  ASSERT_THAT(verifier.status(), IsOk());
+  auto prompt = std::make_shared<const v1::Prompt>(*(*source)->Next());
+  std::shared_ptr<const PromptVerifier> bound = (*verifier)->ForPrompt(prompt);
+  for (const std::string& response :
+       {"junk\n#" + prompt->ground_truth(),
+        "#" + prompt->ground_truth() + "\ntrailing", std::string("#x"),
+        std::string()}) {
+    EXPECT_EQ(bound->IsCorrect(response),
+              (*verifier)->IsCorrect(*prompt, response))
+        << response;
+  }
+  v1::Prompt garbled = *prompt;
+  garbled.set_text("not a problem");
+  auto unparsable = std::make_shared<const v1::Prompt>(garbled);
+  EXPECT_FALSE((*verifier)
+                   ->ForPrompt(unparsable)
+                   ->IsCorrect("#" + prompt->ground_truth()));
+}
+
 class MathSourceTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -129,6 +154,11 @@ TEST_F(MathSourceTest, VerifierComparesBoxedAnswers) {
   prompt.set_ground_truth("3");
   EXPECT_TRUE((*verifier)->IsCorrect(prompt, "so \\boxed{3}"));
   EXPECT_FALSE((*verifier)->IsCorrect(prompt, "so \\boxed{4}"));
+  // The default ForPrompt: the same check, bound to the prompt.
+  auto bound =
+      (*verifier)->ForPrompt(std::make_shared<const v1::Prompt>(prompt));
+  EXPECT_TRUE(bound->IsCorrect("so \\boxed{3}"));
+  EXPECT_FALSE(bound->IsCorrect("so \\boxed{4}"));
 }
 
 }  // namespace

@@ -167,7 +167,7 @@ absl::StatusOr<TrajectoryQueue::Entry*> TrajectoryQueue::FindLocked(
 }
 
 TrajectoryQueue::Entry* TrajectoryQueue::InsertLocked(
-    v1::TrajectoryRecord record, Group* group) {
+    v1::TrajectoryRecord&& record, Group* group) {
   std::string id = record.trajectory().trajectory_id();
   Entry& entry = entries_[id];
   entry.record = std::move(record);
@@ -365,8 +365,8 @@ absl::Status TrajectoryQueue::RegisterGroup(absl::string_view group_id,
 
 absl::Status TrajectoryQueue::Add(v1::Trajectory trajectory, v1::Prompt prompt,
                                   int32_t group_size) {
-  return AddWithDeadline(std::move(trajectory), std::move(prompt), group_size,
-                         clock_->Now() + options_.max_wait);
+  return AddImpl(std::move(trajectory), std::move(prompt), group_size,
+                 std::nullopt, /*start_scoring=*/false);
 }
 
 absl::Status TrajectoryQueue::AddWithDeadline(v1::Trajectory trajectory,
@@ -381,12 +381,12 @@ absl::Status TrajectoryQueue::AddForScoring(v1::Trajectory trajectory,
                                             v1::Prompt prompt,
                                             int32_t group_size) {
   return AddImpl(std::move(trajectory), std::move(prompt), group_size,
-                 clock_->Now() + options_.max_wait, /*start_scoring=*/true);
+                 std::nullopt, /*start_scoring=*/true);
 }
 
-absl::Status TrajectoryQueue::AddImpl(v1::Trajectory trajectory,
-                                      v1::Prompt prompt, int32_t group_size,
-                                      absl::Time deadline,
+absl::Status TrajectoryQueue::AddImpl(v1::Trajectory&& trajectory,
+                                      v1::Prompt&& prompt, int32_t group_size,
+                                      std::optional<absl::Time> deadline,
                                       bool start_scoring) {
   absl::MutexLock lock(&mu_);
   if (closed_) {
@@ -408,8 +408,11 @@ absl::Status TrajectoryQueue::AddImpl(v1::Trajectory trajectory,
         return queue->closed_ || queue->HasRoomLocked();
       }
     };
-    clock_->AwaitWithDeadline(&mu_, absl::Condition(&RoomOrClosed::Eval, this),
-                              deadline);
+    // The clock is read only here: a queue with room (the common case)
+    // never needs the deadline.
+    clock_->AwaitWithDeadline(
+        &mu_, absl::Condition(&RoomOrClosed::Eval, this),
+        deadline.has_value() ? *deadline : clock_->Now() + options_.max_wait);
     if (closed_) {
       return absl::CancelledError(
           absl::StrCat("trajectory queue closed while '",
@@ -433,7 +436,9 @@ absl::Status TrajectoryQueue::AddImpl(v1::Trajectory trajectory,
   }
   v1::TrajectoryRecord record;
   *record.mutable_trajectory() = std::move(trajectory);
-  *record.mutable_prompt() = std::move(prompt);
+  // The scheduler passes no prompt (it keeps one per group): an empty one
+  // is not worth a message allocation per record.
+  if (prompt.ByteSizeLong() != 0) *record.mutable_prompt() = std::move(prompt);
   record.set_state(v1::TRAJECTORY_STATE_GENERATED);
   record.set_sequence(next_sequence_++);
   ++added_total_;
@@ -540,18 +545,22 @@ absl::Status TrajectoryQueue::MarkTrained(absl::string_view id) {
 absl::Status TrajectoryQueue::MarkTrainedAll(
     const std::vector<std::string>& ids) {
   absl::MutexLock lock(&mu_);
-  absl::flat_hash_set<absl::string_view> seen;
+  // One lookup per id: the checks keep the entries they found.
+  std::vector<Entry*> found;
+  found.reserve(ids.size());
+  absl::flat_hash_set<const Entry*> seen;
+  seen.reserve(ids.size());
   for (const std::string& id : ids) {
     ASSIGN_OR_RETURN(Entry * entry, FindLocked(id));
     RETURN_IF_ERROR(CheckTransition(id, entry->record.state(),
                                     v1::TRAJECTORY_STATE_TRAINED));
-    if (!seen.insert(id).second) {
+    if (!seen.insert(entry).second) {
       return absl::InvalidArgumentError(
           absl::StrCat("MarkTrainedAll: '", id, "' is listed twice"));
     }
+    found.push_back(entry);
   }
-  for (const std::string& id : ids) {
-    Entry* entry = *FindLocked(id);
+  for (Entry* entry : found) {
     MoveLocked(entry, v1::TRAJECTORY_STATE_TRAINED);
     ++trained_total_;
     EraseEntryLocked(entry);
@@ -574,7 +583,8 @@ absl::Status TrajectoryQueue::Drop(absl::string_view id,
 }
 
 absl::StatusOr<std::vector<std::string>> TrajectoryQueue::DropGroup(
-    absl::string_view group_id, absl::string_view reason) {
+    absl::string_view group_id, absl::string_view reason,
+    std::vector<v1::TrajectoryRecord>* dropped) {
   if (reason.empty()) {
     return absl::InvalidArgumentError(
         absl::StrCat("DropGroup '", group_id, "': empty reason"));
@@ -597,6 +607,7 @@ absl::StatusOr<std::vector<std::string>> TrajectoryQueue::DropGroup(
       in_flight.push_back(member->record.trajectory().trajectory_id());
     }
     DropLocked(member, reason);
+    if (dropped != nullptr) dropped->push_back(member->record);
   }
   CloseGroupLocked(group);
   return in_flight;

@@ -3,6 +3,9 @@
 //   clock.h             Clock seam (RealClock); fake_clock.h: FakeClock
 //   trajectory_queue.h  every trajectory the scheduler holds, its state,
 //                       its group, backpressure, snapshot/restore (this)
+//   trajectory_outcome_sink.h, samples_writer.h
+//                       each trained or dropped trajectory, to
+//                       <job.output_dir>/samples.jsonl
 //
 // TrajectoryQueue: the trajectory state machine
 //
@@ -46,6 +49,7 @@
 #include <deque>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -194,11 +198,14 @@ class TrajectoryQueue {
   // Drops every non-terminal member of an open group with `reason`
   // (non-empty; default "group_dropped") and closes the group. Returns the
   // ids that were scoring, so the caller can cancel their GenRM calls.
+  // With `dropped` set, appends a copy of each record this call dropped
+  // (for samples.jsonl: the group's bodies are released here).
   // NotFound for a group that is not open (unknown, taken or already
   // dropped).
   absl::StatusOr<std::vector<std::string>> DropGroup(
       absl::string_view group_id,
-      absl::string_view reason = kGroupDroppedReason);
+      absl::string_view reason = kGroupDroppedReason,
+      std::vector<v1::TrajectoryRecord>* dropped = nullptr);
 
   // Up to `max_groups` complete groups, in order of completion; their
   // scored members go to batched.
@@ -257,14 +264,17 @@ class TrajectoryQueue {
   explicit TrajectoryQueue(TrajectoryQueueOptions options);
   absl::Status InitMetrics();
 
-  absl::Status AddImpl(v1::Trajectory trajectory, v1::Prompt prompt,
-                       int32_t group_size, absl::Time deadline,
+  // `deadline` nullopt: clock.Now() + max_wait, read only if Add waits.
+  // By rvalue reference: each by-value hop of a message is a
+  // construct-and-swap.
+  absl::Status AddImpl(v1::Trajectory&& trajectory, v1::Prompt&& prompt,
+                       int32_t group_size, std::optional<absl::Time> deadline,
                        bool start_scoring);
   absl::Status CheckAddLocked(const v1::Trajectory& trajectory,
                               int32_t group_size)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Inserts without checks (Add after CheckAddLocked, and Restore).
-  Entry* InsertLocked(v1::TrajectoryRecord record, Group* group)
+  Entry* InsertLocked(v1::TrajectoryRecord&& record, Group* group)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::StatusOr<Entry*> FindLocked(absl::string_view id)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

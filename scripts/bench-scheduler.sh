@@ -8,7 +8,9 @@
 #   scripts/bench-scheduler.sh            # uses ./build
 #   FAPO_BUILD_DIR=build-rel scripts/bench-scheduler.sh
 #
-# Run it on a quiet machine: the figures are wall-clock rates.
+# Run it on a quiet machine: the figures are wall-clock rates. The allocator
+# matters (NOTE [scheduler allocator] in scheduler/CMakeLists.txt); the
+# benchmark's header names the one it was linked with.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -19,8 +21,8 @@ out="$(mktemp)"
 trap 'rm -f "$out"' EXIT
 
 # Each benchmark alone, so one's threads do not disturb another.
-for name in BM_InProcess BM_GrpcLoopback BM_GrpcLoopbackGenrm \
-            BM_RedisStreams BM_DispatchLatency; do
+for name in BM_InProcess BM_InProcessWithSamples BM_GrpcLoopback \
+            BM_GrpcLoopbackGenrm BM_RedisStreams BM_DispatchLatency; do
   "$bench" --benchmark_filter="^${name}/" 2>/dev/null | grep "^BM_" | tee -a "$out"
 done
 
@@ -31,12 +33,14 @@ rate() {
     awk '{m = ($2 == "k") ? 1e3 : (($2 == "M") ? 1e6 : 1); printf "%.0f", $1 * m}'
 }
 in_process="$(rate BM_InProcess)"
+in_process_samples="$(rate BM_InProcessWithSamples)"
 grpc="$(rate BM_GrpcLoopback)"
 grpc_genrm="$(rate BM_GrpcLoopbackGenrm)"
 redis="$(rate BM_RedisStreams)"
 echo
 echo "trajectories/s (1 KB, no-op GenRM), this machine:"
 printf '  in-process scheduler          %9d   (target >= 500000)\n' "$in_process"
+printf '  ... writing samples.jsonl     %9d\n' "$in_process_samples"
 printf '  over loopback gRPC            %9d   (target >= 20000)\n' "$grpc"
 printf '  ... GenRM over gRPC too       %9d\n' "$grpc_genrm"
 printf '  Redis streams (XADD/XREADGROUP/XACK) %d\n' "$redis"

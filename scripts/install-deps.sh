@@ -4,7 +4,9 @@
 #
 #   1. Debian 12 packages (apt): compilers, gRPC/protobuf, abseil, yaml-cpp,
 #      GoogleTest, Google Benchmark, civetweb, nlohmann-json, libcurl, PCRE2,
-#      the Prometheus server and promtool, Redis (benchmark peer), openssl.
+#      the Prometheus server and promtool, Redis (benchmark peer), openssl,
+#      tcmalloc (fapo-scheduler's allocator: NOTE [scheduler allocator] in
+#      scheduler/CMakeLists.txt).
 #   2. A Python virtual environment with the torch wheel (LibTorch for the
 #      C++ build) and the Hugging Face reference packages, pinned in
 #      scripts/requirements.txt.
@@ -27,6 +29,7 @@ apt_packages=(
   libcivetweb-dev nlohmann-json3-dev libcurl4-openssl-dev libpcre2-dev
   libutf8proc-dev xz-utils
   prometheus redis-server libhiredis-dev openssl curl ca-certificates
+  libgoogle-perftools-dev
 )
 
 missing=()

@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
-# The main job, from a fresh machine: installs dependencies, builds, runs the
-# embedded default (configs/quickstart.yaml).
+# The main job, from a fresh machine: installs dependencies, builds, and runs
+# the embedded default (configs/quickstart.yaml) end to end with `fapo
+# launch`: the SFT warm start of the tiny arith policy, then asynchronous
+# GRPO with the FAPO reward against the exact `rule` GenRM, every service a
+# local process. Ends with a held-out evaluation of the warm start and of
+# the trained policy, and where the results are.
 #
-# Stages of the project land one by one. Until the end-to-end run exists
-# (`fapo launch`, stage 5), this script runs what is built and says plainly
-# what is not there yet.
+#   scripts/quickstart.sh [JOB.yaml] [--set KEY=VALUE]...
+#
+# Running it again resumes the run (or, once finished, only evaluates).
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -22,58 +26,42 @@ cmake -S "$root" -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
 cmake --build "$build_dir" --parallel "${FAPO_JOBS:-2}" --target fapo \
   fapo-scheduler fapo-rollout-worker fapo-genrm-server fapo-trainer
 bin="$build_dir/bin"
-config="${1:-$root/configs/quickstart.yaml}"
 
-say "The job spec, as every service will read it ($config)"
-"$bin/fapo" validate "$config"
+config="$root/configs/quickstart.yaml"
+if [[ $# -gt 0 && "$1" != --* ]]; then
+  config="$1"
+  shift
+fi
 
-run_dir="$root/runs/quickstart-smoke"
-mkdir -p "$run_dir"
-say "The embedded default's policy: a tiny Qwen3-shaped model over the arith alphabet"
-model_dir="$run_dir/tiny-policy"
-"$bin/fapo" init-model --out "$model_dir" --seed 1
+# Tiny models run fastest on one thread per process (ARITH_TESTBED.md), and
+# the services share two cores.
+export OMP_NUM_THREADS=1
 
-say "Starting each service binary on loopback (health, reflection, /metrics)"
-for service in scheduler rollout-worker genrm-server trainer; do
-  ready="$run_dir/$service.ready"
-  rm -f "$ready"
-  "$bin/fapo-$service" --config "$config" --host 127.0.0.1 --port 0 \
-    --set policy.model_dir="$model_dir" --set job.output_dir="$run_dir" \
-    --ready-file "$ready" >"$run_dir/$service.log" 2>&1 &
-  pid=$!
-  for _ in $(seq 1 100); do [[ -s "$ready" ]] && break; sleep 0.1; done
-  if [[ ! -s "$ready" ]]; then
-    kill "$pid" 2>/dev/null || true
-    echo "fapo-$service did not start; its log:" >&2
-    cat "$run_dir/$service.log" >&2
-    exit 1
-  fi
-  address="$("$root/.venv/bin/python" -c \
-    'import json,sys; print(json.load(open(sys.argv[1]))["grpc_address"])' "$ready")"
-  metrics="$("$root/.venv/bin/python" -c \
-    'import json,sys; print(json.load(open(sys.argv[1]))["metrics_url"])' "$ready")"
-  printf '  fapo-%-15s gRPC %-21s health: %-8s metrics: %s\n' "$service" \
-    "$address" "$("$bin/fapo" health "$address" || true)" "$metrics"
-  kill -TERM "$pid"
-  wait "$pid"
+say "The job spec ($config $*)"
+effective="$("$bin/fapo" validate "$config" "$@")"
+run_dir="$(sed -n 's/^  output_dir: "\(.*\)"$/\1/p' <<<"$effective" | head -1)"
+echo "  valid; run directory: $run_dir (\`fapo validate\` prints every key)"
+
+say "Training: fapo launch (warm start, then GRPO with the FAPO reward)"
+started=$SECONDS
+"$bin/fapo" launch "$config" "$@"
+echo "  fapo launch took $((SECONDS - started)) s"
+
+say "Held-out evaluation (sampled at temperature 1: flawed positives only show when sampling)"
+newest="$(ls -d "$run_dir"/checkpoints/step-* 2>/dev/null | sort -t- -k2 -n | tail -1)"
+for model in "$run_dir/warm-start" "$newest/policy"; do
+  [[ -f "$model/config.json" ]] || continue
+  echo "  $model"
+  "$bin/fapo" eval --model "$model" --config "$config" \
+    --json "$model/eval.json" | sed 's/^/    /'
 done
 
-prompt="$(echo '"3+7*4-2\n"' | "$bin/fapo" tokenize --tokenizer "$model_dir/tokenizer.json")"
-prompt_ids="$(tr -d '[] ' <<<"$prompt")"
-echo "  prompt 3+7*4-2 -> ids [$prompt_ids]"
-echo "  a sample from the untrained policy (ids, log-probs, finish reason):"
-echo "    $("$bin/fapo" generate --model "$model_dir" --prompt-ids "$prompt_ids" \
-  --max-new-tokens 12 --seed 7)"
-
-say "Not built yet"
-cat <<'TEXT'
-  `fapo launch` is not there yet. Built: the foundation (stage 1), the
-  FAPO algorithm with the arith and math tasks (stage 2), the model engine
-  (stage 3, above), the scheduler with the GenRM servers (stage 4), and of
-  stage 5 the rollout worker, the trainer (`fapo sft` included), weight sync
-  and the training loop; tests/loopback/end_to_end_test runs them together
-  as processes. Still to land: `fapo launch` (one command for the whole
-  topology), multi-rank trainers in fapo-trainer, and this script's run of
-  the embedded default end to end.
+say "Results: $run_dir"
+cat <<TEXT
+  metrics.jsonl   one line per step: reward, accuracy, alpha/beta/gamma, the
+                  flawed-positive ratio, staleness, where the step's time went
+  samples.jsonl   one line per trajectory: response, verdict, reward, advantage
+  checkpoints/    Hugging Face layout (policy/), optimizer and job state
+  logs/           one log per service; launch.json names every process
+  warm-start/     the SFT policy the run started from
 TEXT
-say "Logs of this smoke run: $run_dir"

@@ -7,12 +7,10 @@
 #include <string>
 #include <vector>
 
-#include "absl/time/clock.h"
 #include "engine/tokenizer/character_tokenizer.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "services/status/status_matchers.h"
-#include "tasks/arith/checker.h"
 #include "trainer/checkpoint_manager.h"
 
 namespace fapo::trainer {
@@ -101,8 +99,17 @@ TEST_F(SftTest, CommandLine) {
   std::ostringstream out, err;
   EXPECT_EQ(RunSftCommand({"--corpus", corpus_}, out, err), 2);
   EXPECT_THAT(err.str(), HasSubstr("--out"));
-  std::ostringstream out1, err1;
-  EXPECT_EQ(RunSftCommand({"--out", dir_ + "/x"}, out1, err1), 2);
+  for (const std::vector<std::string>& bad :
+       std::vector<std::vector<std::string>>{
+           {"--out", dir_ + "/x", "--steps", "0"},
+           {"--out", dir_ + "/x", "--corpus-size", "-1"},
+           {"--out", dir_ + "/x", "--threads", "0"},
+           {"--out", dir_ + "/x", "--learning-rate", "fast"},
+           {"--out", dir_ + "/x", "--chat-format", "xml"}}) {
+    std::ostringstream out1, err1;
+    EXPECT_EQ(RunSftCommand(bad, out1, err1), 2) << bad[2];
+    EXPECT_THAT(err1.str(), HasSubstr(bad[2])) << bad[2];
+  }
   std::ostringstream out2, err2;
   EXPECT_EQ(RunSftCommand({"--corpus", corpus_, "--out", dir_ + "/cli",
                            "--steps", "2", "--batch-size", "4"},
@@ -126,78 +133,18 @@ TEST_F(SftTest, CommandLine) {
       tasks::arith::ReadCorpusJsonlFile(dir_ + "/gen/sft_corpus.jsonl");
   ASSERT_THAT(generated.status(), IsOk());
   EXPECT_EQ(generated->size(), 16u);
-}
-
-// A figure, not a unit test (minutes): run with
-//   sft_test --gtest_also_run_disabled_tests --gtest_filter=*WarmStart*
-// Warm-starts the tiny policy on the default corpus, then samples held-out
-// problems greedily and at temperature 1 and checks them exactly.
-TEST_F(SftTest, DISABLED_WarmStartLearnsArith) {
-  auto generator = tasks::arith::CorpusGenerator::Create(
-      tasks::arith::ArithOptions{}, tasks::arith::CorpusOptions{}, 21);
-  ASSERT_THAT(generator.status(), IsOk());
-  auto records = generator->Generate(4000);
-  ASSERT_THAT(records.status(), IsOk());
-  const std::string corpus = dir_ + "/big.jsonl";
-  ASSERT_THAT(tasks::arith::WriteCorpusJsonlFile(corpus, *records), IsOk());
-  SftOptions options;
-  options.corpus_path = corpus;
-  options.out_dir = dir_ + "/warm";
-  options.steps = 300;
-  options.batch_size = 128;
-  options.warmup_steps = 60;
-  options.log_every = 50;
-  auto report = RunSft(options, [](const std::string& line) {
-    std::printf("%s\n", line.c_str());
-  });
-  ASSERT_THAT(report.status(), IsOk());
-  auto model = engine::CausalLM::Load(options.out_dir);
-  ASSERT_THAT(model.status(), IsOk());
-  auto tokenizer =
-      engine::Tokenizer::FromFile(options.out_dir + "/tokenizer.json");
-  ASSERT_THAT(tokenizer.status(), IsOk());
-  auto held_out = tasks::arith::CorpusGenerator::Create(
-      tasks::arith::ArithOptions{}, tasks::arith::CorpusOptions{}, 999);
-  auto problems = held_out->Generate(256);
-  ASSERT_THAT(problems.status(), IsOk());
-  std::vector<std::vector<int>> prompts;
-  for (const auto& record : *problems) {
-    prompts.push_back((*tokenizer)
-                          ->Encode(PolicyPromptText(record.prompt,
-                                                    config::ChatFormat::kRaw)));
-  }
-  auto checker = tasks::arith::Checker::Create(tasks::arith::ArithOptions{});
-  ASSERT_THAT(checker.status(), IsOk());
-  for (double temperature : {0.0, 1.0}) {
-    engine::SamplingOptions sampling;
-    sampling.temperature = static_cast<float>(temperature);
-    sampling.max_new_tokens = 64;
-    sampling.stop_token_ids = (*model)->config().eos_token_ids;
-    sampling.seed = 5;
-    auto results = engine::Generate(**model, prompts, sampling);
-    ASSERT_THAT(results.status(), IsOk());
-    int correct = 0, sound = 0, flawed = 0;
-    for (size_t i = 0; i < results->size(); ++i) {
-      auto text = (*tokenizer)
-                      ->Decode((*results)[i].token_ids,
-                               /*skip_special_tokens=*/true);
-      ASSERT_THAT(text.status(), IsOk());
-      auto check = checker->CheckPromptText((*problems)[i].prompt, *text);
-      ASSERT_THAT(check.status(), IsOk());
-      if (check->answer_correct) {
-        ++correct;
-        (check->first_error_step < 0 ? sound : flawed)++;
-      }
-    }
-    std::printf(
-        "temperature %.0f: accuracy %.3f, flawed-positive ratio %.3f "
-        "(of correct), %d problems\n",
-        temperature, correct / 256.0,
-        correct > 0 ? static_cast<double>(flawed) / correct : 0.0, 256);
-  }
-  std::printf("sft: %lld steps in %.1f s, loss %.3f -> %.3f\n",
-              static_cast<long long>(report->steps), report->seconds,
-              report->first_loss, report->last_loss);
+  // No corpus flags: one fresh trace per example, steps x batch size.
+  std::ostringstream out5, err5;
+  EXPECT_EQ(RunSftCommand({"--out", dir_ + "/fresh", "--steps", "2",
+                           "--batch-size", "3", "--log-every", "1"},
+                          out5, err5),
+            0)
+      << err5.str();
+  EXPECT_THAT(out5.str(), HasSubstr("sft step 2/2"));
+  auto fresh =
+      tasks::arith::ReadCorpusJsonlFile(dir_ + "/fresh/sft_corpus.jsonl");
+  ASSERT_THAT(fresh.status(), IsOk());
+  EXPECT_EQ(fresh->size(), 6u);
 }
 
 }  // namespace

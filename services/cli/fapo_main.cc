@@ -5,7 +5,9 @@
 //   fapo validate JOB.yaml [--set KEY=VALUE]...   check a job spec, print it
 //   fapo health ADDRESS [--config JOB.yaml]       ask a service if it serves
 //   fapo tokenize / generate / logprobs / init-model   model tools
-//   fapo sft --corpus FILE --out DIR              supervised warm start
+//   fapo sft --out DIR                            supervised warm start
+//   fapo eval --model DIR [--config JOB.yaml]     held-out accuracy and
+//                                                 flawed-positive ratio
 //   fapo version
 //
 // Later stages add report.
@@ -26,6 +28,7 @@
 
 #ifdef FAPO_HAVE_ENGINE_TOOLS
 #include "engine/tools/tools.h"
+#include "trainer/eval.h"
 #include "trainer/sft.h"
 #endif
 
@@ -158,6 +161,9 @@ int InitModel(const std::vector<std::string>& args) {
 int Sft(const std::vector<std::string>& args) {
   return trainer::RunSftCommand(args, std::cout, std::cerr);
 }
+int Eval(const std::vector<std::string>& args) {
+  return trainer::RunEvalCommand(args, std::cout, std::cerr);
+}
 #endif
 
 int Launch(const std::vector<std::string>& args) {
@@ -180,6 +186,7 @@ const std::vector<Subcommand>& Subcommands() {
       {"logprobs", "teacher-forced log-probs of a sequence", Logprobs},
       {"init-model", "write the tiny arith policy (HF layout)", InitModel},
       {"sft", "supervised warm start on a JSONL corpus", Sft},
+      {"eval", "held-out sampled accuracy and flawed-positive ratio", Eval},
 #endif
       {"version", "print the version", Version},
   };

@@ -111,6 +111,11 @@ struct JobOptions {
   // Run directory (config snapshot, checkpoints, metrics.jsonl). Default ""
   // = "runs/<job.name>", filled in by the parser (ResolveDerivedDefaults).
   std::string output_dir;
+  // Fraction of prompt groups whose trajectories are written to
+  // <output_dir>/samples.jsonl, chosen from (seed, group id) so a group is
+  // written whole or not at all. [0, 1]; 0 = no samples. Default 1 (every
+  // trajectory).
+  double sample_fraction = 1.0;
 };
 
 // The synthetic arithmetic task (shared/ARITH_TESTBED.md).

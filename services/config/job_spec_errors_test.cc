@@ -275,6 +275,19 @@ TEST_F(JobSpecErrorsTest, HugeNumbersNeverWrapAround) {
                   "job.yaml:5:37: rollout.top_p: must be in (0, 1], got .nan"));
 }
 
+TEST_F(JobSpecErrorsTest, SampleFractionIsAFractionOfGroups) {
+  EXPECT_THAT(
+      Problems("job:\n  name: demo\n  sample_fraction: 1.5\ndata:\n"
+               "  task: arith\n"),
+      ElementsAre("job.yaml:3:20: job.sample_fraction: must be in [0, 1], "
+                  "got 1.5"));
+  EXPECT_THAT(
+      Problems("job:\n  name: demo\n  sample_fraction: -0.1\ndata:\n"
+               "  task: arith\n"),
+      ElementsAre("job.yaml:3:20: job.sample_fraction: must be in [0, 1], "
+                  "got -0.1"));
+}
+
 TEST_F(JobSpecErrorsTest, MissingRequiredKeysPointAtTheParentMap) {
   EXPECT_THAT(FileProblems("broken_missing.yaml"),
               ElementsAre("services/config/testdata/broken_missing.yaml:1:1: "

@@ -155,7 +155,7 @@ TEST_F(JobSpecTest, DefaultsAreTheDocumentedOnes) {
 
 JobSpec ExpectedFullSpec() {
   JobSpec s;
-  s.job = {"full-spec_v1.0", 1234, 500, "/tmp/fapo-runs/full"};
+  s.job = {"full-spec_v1.0", 1234, 500, "/tmp/fapo-runs/full", 0.25};
   s.data.task = Task::kMath;
   s.data.shuffle = false;
   s.data.eval_size = 256;

@@ -106,6 +106,7 @@ void VisitJob(S& o, V& v) {
   v.Int("seed", o.seed, IntRule{0, kInt64Max});
   v.Int("steps", o.steps, IntRule{1, k1e9});
   v.String("output_dir", o.output_dir, StringRule{});
+  v.Double("sample_fraction", o.sample_fraction, Closed(0, 1));
 }
 
 template <typename S, typename V>

@@ -183,6 +183,74 @@ TEST_F(LaunchTest, CtrlCStopsWithACheckpointAndTheSameCommandResumes) {
               HasSubstr(absl::StrCat("resuming at step ", stopped_at)));
 }
 
+// Issue #6's resume test: stopped after step k and resumed, a
+// deterministic job logs the same metrics as an uninterrupted one with the
+// same seed (NOTE [deterministic mode] in scheduler/scheduler.h).
+TEST_F(LaunchTest, ADeterministicJobResumedRepeatsTheUninterruptedRun) {
+  constexpr int kSteps = 8;
+  // A policy that gets some answers right, so rewards vary and every step
+  // moves the weights (the untrained one earns -1 everywhere: no gradient).
+  const std::string warm = dir_.path() + "/warm";
+  auto sft = testing::RunCommand(
+      {BinaryPath("fapo"), "sft", "--out", warm, "--steps", "300",
+       "--warmup-steps", "30"},
+      absl::Seconds(300));
+  ASSERT_THAT(sft, IsOk());
+  ASSERT_EQ(sft->exit_code, 0) << sft->stderr_text;
+  auto deterministic = [&](const std::string& run_dir) {
+    std::vector<std::string> command = Command(kSteps);
+    command.insert(command.end(),
+                   {"--set", "scheduler.deterministic=true", "--set",
+                    "scheduler.max_staleness=0", "--set",
+                    "policy.model_dir=" + warm, "--set",
+                    "trainer.learning_rate=1e-3", "--set",
+                    "rollout.max_new_tokens=40", "--set",
+                    "data.arith.max_ops=3", "--set",
+                    "job.output_dir=" + run_dir});
+    return command;
+  };
+  const std::string straight = dir_.path() + "/straight";
+  auto uninterrupted =
+      testing::RunCommand(deterministic(straight), absl::Seconds(300));
+  ASSERT_THAT(uninterrupted, IsOk());
+  ASSERT_EQ(uninterrupted->exit_code, 0) << uninterrupted->stderr_text;
+
+  const std::string log = dir_.path() + "/launch-interrupted.log";
+  auto launcher = Subprocess::Start(deterministic(run_dir_), log);
+  ASSERT_THAT(launcher, IsOk());
+  ASSERT_TRUE(WaitForSteps(3, **launcher)) << ReadFileOrEmpty(log);
+  (*launcher)->Signal(SIGINT);
+  EXPECT_THAT((*launcher)->Wait(absl::Seconds(90)), IsOkAndHolds(130))
+      << ReadFileOrEmpty(log);
+  const size_t stopped_at = MetricsLines().size();
+  ASSERT_LT(stopped_at, static_cast<size_t>(kSteps)) << "too late to test";
+  auto resumed =
+      testing::RunCommand(deterministic(run_dir_), absl::Seconds(300));
+  ASSERT_THAT(resumed, IsOk());
+  ASSERT_EQ(resumed->exit_code, 0) << resumed->stderr_text;
+
+  const std::vector<nlohmann::json> expected = MetricsLinesOf(straight);
+  const std::vector<nlohmann::json> actual = MetricsLines();
+  ASSERT_EQ(expected.size(), static_cast<size_t>(kSteps));
+  // The comparison means something only when the run learns.
+  EXPECT_GT(expected.back()["grad_norm"].get<double>(), 0.0);
+  EXPECT_GT(expected.back()["accuracy"].get<double>(), 0.0);
+  ASSERT_EQ(actual.size(), static_cast<size_t>(kSteps));
+  // Everything the run computed; not the wall-clock timings.
+  for (int i = 0; i < kSteps; ++i) {
+    SCOPED_TRACE(absl::StrCat("step ", i + 1, " (stopped after step ",
+                              stopped_at, ")"));
+    for (const char* key :
+         {"step", "policy_version", "num_trajectories", "num_tokens",
+          "generated_tokens", "reward_mean", "accuracy", "alpha", "beta",
+          "gamma", "flawed_positive_ratio", "staleness_mean", "loss",
+          "clip_fraction", "approx_kl", "grad_norm", "entropy",
+          "learning_rate"}) {
+      EXPECT_EQ(actual[i][key], expected[i][key]) << key;
+    }
+  }
+}
+
 TEST_F(LaunchTest, AProcessKilledMidRunFailsTheLaunchNamingIt) {
   const std::string log = dir_.path() + "/launch.log";
   auto launcher = Subprocess::Start(Command(200), log);

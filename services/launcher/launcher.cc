@@ -254,8 +254,14 @@ absl::Status Launcher::WarmStart() {
         "checkpoint");
   }
   const std::string warm_start = files::JoinPath(run_dir_, "warm-start");
-  const std::string marker = files::JoinPath(warm_start, "model.safetensors");
-  if (access(marker.c_str(), R_OK) != 0) {
+  // `fapo sft` writes the checkpoint at the end; a run cut short leaves a
+  // part of it, which does not count.
+  bool complete = true;
+  for (const char* name : {"config.json", "model.safetensors", "tokenizer.json"}) {
+    complete = complete &&
+               access(files::JoinPath(warm_start, name).c_str(), R_OK) == 0;
+  }
+  if (!complete) {
     const std::string log = files::JoinPath(logs_dir_, "sft.log");
     std::vector<std::string> argv = {files::JoinPath(bin_dir_, "fapo"), "sft",
                                      "--out", warm_start, "--seed",
