@@ -52,8 +52,10 @@ newest="$(ls -d "$run_dir"/checkpoints/step-* 2>/dev/null | sort -t- -k2 -n | ta
 for model in "$run_dir/warm-start" "$newest/policy"; do
   [[ -f "$model/config.json" ]] || continue
   echo "  $model"
+  # The figures also go to eval.json beside the model; the table is enough
+  # here.
   "$bin/fapo" eval --model "$model" --config "$config" \
-    --json "$model/eval.json" | sed 's/^/    /'
+    --json "$model/eval.json" | grep -v '^{' | sed 's/^/    /'
 done
 
 say "Results: $run_dir"
