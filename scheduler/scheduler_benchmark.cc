@@ -484,7 +484,7 @@ int main(int argc, char** argv) {
   // services/cli/service_main.cc): Debian's abseil records a lock graph on
   // every acquisition unless told not to.
   absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
-  // NOTE [scheduler allocator] in scheduler/CMakeLists.txt: the figures
+  // NOTE [allocator] in CMakeLists.txt: the figures
   // depend on it, so the report says which one ran.
 #ifdef FAPO_SCHEDULER_TCMALLOC
   benchmark::AddCustomContext("allocator", "tcmalloc (as fapo-scheduler)");

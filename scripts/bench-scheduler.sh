@@ -9,7 +9,7 @@
 #   FAPO_BUILD_DIR=build-rel scripts/bench-scheduler.sh
 #
 # Run it on a quiet machine: the figures are wall-clock rates. The allocator
-# matters (NOTE [scheduler allocator] in scheduler/CMakeLists.txt); the
+# matters (NOTE [allocator] in CMakeLists.txt); the
 # benchmark's header names the one it was linked with.
 set -euo pipefail
 

@@ -5,8 +5,8 @@
 #   1. Debian 12 packages (apt): compilers, gRPC/protobuf, abseil, yaml-cpp,
 #      GoogleTest, Google Benchmark, civetweb, nlohmann-json, libcurl, PCRE2,
 #      the Prometheus server and promtool, Redis (benchmark peer), openssl,
-#      tcmalloc (fapo-scheduler's allocator: NOTE [scheduler allocator] in
-#      scheduler/CMakeLists.txt).
+#      tcmalloc (the services' allocator: NOTE [allocator] in
+#      CMakeLists.txt).
 #   2. A Python virtual environment with the torch wheel (LibTorch for the
 #      C++ build) and the Hugging Face reference packages, pinned in
 #      scripts/requirements.txt.

@@ -256,13 +256,24 @@ TEST_F(LaunchTest, AProcessKilledMidRunFailsTheLaunchNamingIt) {
   auto launcher = Subprocess::Start(Command(200), log);
   ASSERT_THAT(launcher, IsOk());
   ASSERT_TRUE(WaitForSteps(1, **launcher)) << ReadFileOrEmpty(log);
-  nlohmann::json launch =
-      nlohmann::json::parse(ReadFileOrEmpty(run_dir_ + "/launch.json"));
+  // launch.json grows phase by phase; training may start before the
+  // launcher has seen the last worker serve.
   int victim = 0;
-  for (const nlohmann::json& process : launch["processes"]) {
-    if (process["name"] == "rollout-1") victim = process["pid"].get<int>();
+  const absl::Time deadline = absl::Now() + absl::Seconds(60);
+  while (victim == 0 && absl::Now() < deadline) {
+    nlohmann::json launch = nlohmann::json::parse(
+        ReadFileOrEmpty(run_dir_ + "/launch.json"), nullptr, false);
+    if (launch.is_object() && launch["processes"].is_array()) {
+      for (const nlohmann::json& process : launch["processes"]) {
+        if (process["name"] == "rollout-1" &&
+            !process["grpc_address"].get<std::string>().empty()) {
+          victim = process["pid"].get<int>();
+        }
+      }
+    }
+    absl::SleepFor(absl::Milliseconds(50));
   }
-  ASSERT_GT(victim, 0);
+  ASSERT_GT(victim, 0) << ReadFileOrEmpty(log);
   kill(victim, SIGKILL);
   EXPECT_THAT((*launcher)->Wait(absl::Seconds(60)), IsOkAndHolds(1))
       << ReadFileOrEmpty(log);
