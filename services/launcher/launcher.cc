@@ -517,6 +517,8 @@ int Launcher::Supervise() {
   v1::JobState state = v1::JOB_STATE_UNSPECIFIED;
   std::string job_error;
   bool stop_requested = false;
+  // A process exited cleanly while the scheduler was STOPPING.
+  bool winding_down = false;
   absl::Time finished = absl::InfiniteFuture();
   int seen_interrupts = 0;
   while (true) {
@@ -546,7 +548,7 @@ int Launcher::Supervise() {
         continue;
       }
       const int code = *process->child->exit_code();
-      if (over || stop_requested) {
+      if (over || stop_requested || winding_down) {
         if (code != 0 && state != v1::JOB_STATE_FAILED && job_error.empty()) {
           job_error = DescribeFailure(*process);
         }
@@ -568,9 +570,14 @@ int Launcher::Supervise() {
           if (now_state == v1::JOB_STATE_FAILED && job_error.empty()) {
             job_error = absl::StrCat("the job failed: ", status->error());
           }
-          state = now_state == v1::JOB_STATE_STOPPING ? v1::JOB_STATE_SUCCEEDED
-                                                      : now_state;
-          finished = std::min(finished, absl::Now());
+          // STOPPING: the scheduler is winding down (its state still
+          // moves on to SUCCEEDED or FAILED, which the polls below read).
+          if (now_state == v1::JOB_STATE_STOPPING) {
+            winding_down = true;
+          } else {
+            state = now_state;
+            finished = std::min(finished, absl::Now());
+          }
           continue;
         }
       }

@@ -192,7 +192,7 @@ TEST_F(TrainerRanksTest, BadRankFlagsAreRefused) {
   }
 }
 
-// A measurement, not a check (run with --gtest_also_run_disabled_tests):
+// A measurement, not a check (scripts/bench-trainer-ranks.sh runs it):
 // the median step time (rank 0's metrics.step_time) of one trainer and of
 // two ranks on the same GRPO batches. On a machine with fewer free cores
 // than ranks, two ranks only add communication.
