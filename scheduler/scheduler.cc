@@ -5,7 +5,6 @@
 #include <utility>
 
 #include "absl/strings/match.h"
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "algorithm/verdict.h"
@@ -108,17 +107,6 @@ struct Scheduler::Metrics {
   metrics::GaugeFamily* job_state = nullptr;
 };
 
-namespace {
-// The admission number n of group "g<n>" (the scheduler names them so).
-int64_t GroupNumber(absl::string_view group_id) {
-  int64_t number = 0;
-  if (group_id.size() < 2 ||
-      !absl::SimpleAtoi(group_id.substr(1), &number)) {
-    return INT64_MAX;
-  }
-  return number;
-}
-}  // namespace
 
 SchedulerOptions SchedulerOptionsFromSpec(const config::JobSpec& spec) {
   SchedulerOptions options;
@@ -807,12 +795,14 @@ std::shared_ptr<const TrainBatch> Scheduler::TakeTrainBatch() {
     return nullptr;
   }
   if (options_.deterministic) {
-    // NOTE [deterministic mode]: the batch's groups in admission order, not
-    // in the order their last verdicts happened to arrive.
+    // NOTE [deterministic mode]: the batch's groups in the order of their
+    // prompt ids, not in the order their last verdicts happened to arrive.
+    // Not by group id: a group generated again after a restore gets a new
+    // one, and the resumed run would order its batch differently.
     std::sort(pending_groups_.begin(),
               pending_groups_.begin() + options_.groups_per_step,
               [](const ScoredGroup& a, const ScoredGroup& b) {
-                return GroupNumber(a.group_id) < GroupNumber(b.group_id);
+                return a.prompt.prompt_id() < b.prompt.prompt_id();
               });
   }
   auto made = std::make_shared<TrainBatch>();
@@ -900,13 +890,18 @@ absl::Status Scheduler::CompleteTrainStep(int64_t step,
     metrics_->policy_version->Set(static_cast<double>(policy_version_));
   }
   if (steps_done_ >= options_.total_steps && state_ == v1::JOB_STATE_RUNNING) {
+    // NOTE [job end]: the last step ends the job the way StopJob does:
+    // STOPPING until the trainer driver has written the final checkpoint
+    // and metrics line (FinishStop), so that SUCCEEDED, which sends every
+    // worker home, comes when the run directory is complete.
     FAPO_LOG(INFO) << "job " << options_.job_name << ": all "
-                   << options_.total_steps << " steps done";
+                   << options_.total_steps
+                   << " steps done; the final checkpoint, then the end";
     if (metrics_->job_state != nullptr) {
       metrics_->job_state->WithLabels({{"state", JobStateName(state_)}}).Set(0);
-      metrics_->job_state->WithLabels({{"state", "succeeded"}}).Set(1);
+      metrics_->job_state->WithLabels({{"state", "stopping"}}).Set(1);
     }
-    state_ = v1::JOB_STATE_SUCCEEDED;
+    state_ = v1::JOB_STATE_STOPPING;
   }
   return absl::OkStatus();
 }
@@ -1049,7 +1044,12 @@ v1::JobState Scheduler::StopJob(absl::string_view reason) {
 
 void Scheduler::FinishStop() {
   absl::MutexLock lock(&mu_);
-  if (state_ == v1::JOB_STATE_STOPPING) state_ = v1::JOB_STATE_SUCCEEDED;
+  if (state_ != v1::JOB_STATE_STOPPING) return;
+  if (metrics_->job_state != nullptr) {
+    metrics_->job_state->WithLabels({{"state", "stopping"}}).Set(0);
+    metrics_->job_state->WithLabels({{"state", "succeeded"}}).Set(1);
+  }
+  state_ = v1::JOB_STATE_SUCCEEDED;
 }
 
 void Scheduler::Fail(absl::string_view error) {

@@ -44,8 +44,9 @@
 //   - each group samples with a seed fixed by job.seed and its prompt
 //     (NOTE [sampling seeds] in rollout_driver.h), so a group generated
 //     again after a restore draws what it drew before;
-//   - a batch's groups in admission order, not completion order (the
-//     trainer's minibatches depend on the order);
+//   - a batch's groups ordered by prompt id, not by completion (the
+//     trainer's minibatches depend on the order; group ids would not do,
+//     since a group generated again after a restore gets a new one);
 //   - verdicts that repeat: the rule GenRM, or a greedy model (warned
 //     about otherwise; an openai endpoint does not promise it).
 // Its cost is the overlap: generation of step t+1 no longer runs while

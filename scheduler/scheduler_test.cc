@@ -401,8 +401,11 @@ TEST_F(SchedulerTest, TheJobSucceedsAfterItsSteps) {
                 StatusIs(absl::StatusCode::kInvalidArgument));  // not forward
     ASSERT_THAT(scheduler_->CompleteTrainStep(step, step, {}), IsOk());
   }
-  EXPECT_EQ(scheduler_->state(), v1::JOB_STATE_SUCCEEDED);
+  // NOTE [job end]: STOPPING until the driver's final checkpoint is done.
+  EXPECT_EQ(scheduler_->state(), v1::JOB_STATE_STOPPING);
   EXPECT_FALSE(scheduler_->NextPromptGroup()->has_value());
+  scheduler_->FinishStop();
+  EXPECT_EQ(scheduler_->state(), v1::JOB_STATE_SUCCEEDED);
 }
 
 // samples.jsonl over a small run: every trajectory that was trained or
@@ -472,7 +475,7 @@ TEST_F(SchedulerTest, EveryFinishedTrajectoryIsWrittenToSamplesOnce) {
     ASSERT_THAT(scheduler_->CompleteTrainStep(batch->step, batch->step, {}),
                 IsOk());
   }
-  ASSERT_EQ(scheduler_->state(), v1::JOB_STATE_SUCCEEDED);
+  ASSERT_EQ(scheduler_->state(), v1::JOB_STATE_STOPPING);  // NOTE [job end]
   ASSERT_THAT(trained, SizeIs(3 * 2 * 4));
   ASSERT_THAT(samples->Flush(), IsOk());
 

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cctype>
 #include <chrono>
+#include <cstdlib>
 #include <utility>
 
 // c10d's headers are not -Wextra clean; keep their warnings out of ours.
@@ -32,6 +33,10 @@
 #include "services/status/status_macros.h"
 
 namespace fapo::trainer {
+
+void AllowRanksInOneProcess() {
+  setenv("TORCH_FR_BUFFER_SIZE", "0", /*overwrite=*/0);
+}
 
 struct GlooState {
   c10::intrusive_ptr<c10d::Store> store;

@@ -11,6 +11,16 @@
 // Tensors must be CPU tensors. Errors follow communicator.h's contract; the
 // rendezvous itself is bounded by `timeout` too (a rank that never shows up
 // makes the others' Create fail with DEADLINE_EXCEEDED).
+//
+// NOTE [ranks in one process]: a trainer is one rank per process. Tests and
+// benchmarks that run several ranks as threads of one process must call
+// AllowRanksInOneProcess() before their first communicator: LibTorch's c10d
+// FlightRecorder (one per process, recording every collective for hang
+// diagnosis) races when several process groups enqueue at once, and
+// crashes in its std::map under load (seen as SIGSEGV in
+// communicator_contract_test). It turns the recorder off
+// (TORCH_FR_BUFFER_SIZE=0, read once at its first use) unless the
+// environment already sets it.
 #ifndef FAPO_TRAINER_GLOO_COMMUNICATOR_H_
 #define FAPO_TRAINER_GLOO_COMMUNICATOR_H_
 
@@ -22,6 +32,9 @@
 #include "trainer/communicator.h"
 
 namespace fapo::trainer {
+
+// NOTE [ranks in one process]. Call before the process's first communicator.
+void AllowRanksInOneProcess();
 
 struct GlooCommunicatorOptions {
   // This process's rank, in [0, world_size). Default 0.

@@ -28,6 +28,7 @@ struct Pair {
 };
 
 Pair MakePair() {
+  AllowRanksInOneProcess();
   Pair pair;
   const int port = fapo::testing::FreeLoopbackPort().value();
   auto options = [&](int rank) {
