@@ -56,7 +56,9 @@ class GenrmCall {
 // Thread-safe. See the contract above.
 class GenrmClient {
  public:
-  using Done = std::function<void(absl::StatusOr<v1::Verdict>)>;
+  // By rvalue reference: a Verdict is a message with strings, and each
+  // by-value hop is a construct, a swap and a destruction.
+  using Done = std::function<void(absl::StatusOr<v1::Verdict>&&)>;
 
   virtual ~GenrmClient() = default;
 

@@ -200,7 +200,10 @@ class GenrmDispatcher {
   void Run(Actions& actions) ABSL_LOCKS_EXCLUDED(mu_);
   void OnDone(uint64_t token, absl::StatusOr<v1::Verdict>&& result)
       ABSL_LOCKS_EXCLUDED(mu_);
+  // `inline_result`: what `done` delivered on this thread while Score ran
+  // (NOTE [inline completion]), or empty.
   void AfterScore(uint64_t token, std::unique_ptr<GenrmCall> call,
+                  std::optional<absl::StatusOr<v1::Verdict>>& inline_result,
                   Actions& actions) ABSL_LOCKS_EXCLUDED(mu_);
 
   const GenrmDispatcherOptions options_;

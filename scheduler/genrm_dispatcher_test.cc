@@ -567,6 +567,56 @@ TEST_F(GenrmDispatcherTest, InlineCompletionDeliversBeforeSubmitReturns) {
   EXPECT_EQ(dispatcher_->in_flight("a"), 0);
 }
 
+// NOTE [inline completion]: a cancel that lands while Score runs outranks
+// the result that Score then delivers inline.
+TEST_F(GenrmDispatcherTest, CancelDuringScoreDropsTheInlineResult) {
+  Make();
+  client_.SetAutoResponder([this](const GenrmServer&,
+                                  const v1::ScoreRequest& request)
+                               -> std::optional<absl::StatusOr<v1::Verdict>> {
+    EXPECT_TRUE(dispatcher_->Cancel(request.trajectory_id()));
+    return Flawed(0);
+  });
+  dispatcher_->AddServer(Server("a"));
+  ASSERT_THAT(dispatcher_->Submit(Request("t1")), IsOk());
+  EXPECT_EQ(client_.num_calls(), 1);
+  EXPECT_THAT(Verdicts(), IsEmpty());
+  EXPECT_EQ(dispatcher_->pending(), 0);
+  EXPECT_EQ(dispatcher_->in_flight(), 0);
+  EXPECT_EQ(dispatcher_->in_flight("a"), 0);
+  dispatcher_->Shutdown();  // returns: no callback is counted as owed
+}
+
+// ... and so does a requeue (the server left while Score ran): the result
+// from the departed server is dropped, and the request goes to another.
+TEST_F(GenrmDispatcherTest, ServerRemovedDuringScoreRequeuesPastInlineResult) {
+  Make();
+  int calls = 0;
+  client_.SetAutoResponder([this, &calls](const GenrmServer& server,
+                                          const v1::ScoreRequest&)
+                               -> std::optional<absl::StatusOr<v1::Verdict>> {
+    if (calls++ == 0) {
+      dispatcher_->RemoveServer(server.worker_id);
+      return Flawed(3);  // from the server that is gone: not delivered
+    }
+    return Flawed(-1);
+  });
+  dispatcher_->AddServer(Server("a"));
+  dispatcher_->AddServer(Server("b"));
+  ASSERT_THAT(dispatcher_->Submit(Request("t1")), IsOk());
+  EXPECT_EQ(client_.num_calls(), 2);
+  EXPECT_EQ(ServerOf(0), "a");
+  EXPECT_EQ(ServerOf(1), "b");
+  std::vector<std::pair<std::string, v1::Verdict>> verdicts = Verdicts();
+  ASSERT_EQ(verdicts.size(), 1u);
+  EXPECT_EQ(verdicts[0].second.first_error_step(), -1);
+  EXPECT_EQ(verdicts[0].second.genrm_server_id(), "b");
+  EXPECT_EQ(dispatcher_->pending(), 0);
+  EXPECT_EQ(dispatcher_->in_flight(), 0);
+  EXPECT_EQ(Metric("fapo_genrm_attempts_total", {"requeued"}), 1);
+  dispatcher_->Shutdown();
+}
+
 TEST_F(GenrmDispatcherTest, SinkMayResubmit) {
   auto dispatcher = GenrmDispatcher::Create(
       {}, &client_, [this](const std::string& id, v1::Verdict) {

@@ -477,7 +477,7 @@ absl::StatusOr<std::optional<PromptGroup>> Scheduler::NextPromptGroup() {
   return group;
 }
 
-absl::Status Scheduler::AddTrajectory(v1::Trajectory trajectory) {
+absl::Status Scheduler::AddTrajectory(v1::Trajectory&& trajectory) {
   const std::string group_id = trajectory.group_id();
   std::shared_ptr<const v1::Prompt> prompt;  // shared: no copy per sample
   std::shared_ptr<const PromptVerifier> verifier;
@@ -521,10 +521,9 @@ absl::Status Scheduler::AddTrajectory(v1::Trajectory trajectory) {
   // Records carry no prompt: the scheduler keeps each group's prompt
   // (open_groups_, pending groups) and Snapshot writes it back.
   absl::Status added =
-      correct ? queue_->AddForScoring(std::move(trajectory), v1::Prompt(),
-                                      options_.group_size)
-              : queue_->Add(std::move(trajectory), v1::Prompt(),
-                            options_.group_size);
+      correct
+          ? queue_->AddForScoring(std::move(trajectory), options_.group_size)
+          : queue_->Add(std::move(trajectory), options_.group_size);
   if (added.code() == absl::StatusCode::kNotFound) {
     absl::MutexLock lock(&mu_);
     CountLocked("scheduler.trajectories.discarded");
@@ -869,7 +868,7 @@ absl::Status Scheduler::CompleteTrainStep(int64_t step,
         "train step ", step, ": policy version ", new_policy_version,
         " does not move forward from ", policy_version_));
   }
-  std::vector<std::string> ids;
+  std::vector<absl::string_view> ids;
   ids.reserve(in_flight_->trajectories.size());
   for (const v1::ScoredTrajectory& member : in_flight_->trajectories) {
     ids.push_back(member.trajectory().trajectory_id());

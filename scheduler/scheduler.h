@@ -199,7 +199,8 @@ class Scheduler {
   // NotFound for a group not admitted (or already aborted: the sample is
   // discarded and counted); the queue's errors (AlreadyExists for a
   // duplicate id, RESOURCE_EXHAUSTED or a wait under backpressure).
-  absl::Status AddTrajectory(v1::Trajectory trajectory);
+  // Takes the body without copying the message (see TrajectoryQueue::Add).
+  absl::Status AddTrajectory(v1::Trajectory&& trajectory);
 
   // The group's generation failed (stream broken, worker dead): its members
   // are dropped (reason "aborted"), their GenRM calls cancelled, the prompt

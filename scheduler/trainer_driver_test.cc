@@ -74,7 +74,7 @@ class TrainerDriverTest : public ::testing::Test {
         t.mutable_generation_finished()->set_seconds(
             absl::ToUnixSeconds(generated));
       }
-      ASSERT_THAT(scheduler_->AddTrajectory(t), IsOk());
+      ASSERT_THAT(scheduler_->AddTrajectory(v1::Trajectory(t)), IsOk());
     }
   }
 

@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <utility>
 
-#include "absl/container/flat_hash_set.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -168,9 +167,22 @@ absl::StatusOr<TrajectoryQueue::Entry*> TrajectoryQueue::FindLocked(
 
 TrajectoryQueue::Entry* TrajectoryQueue::InsertLocked(
     v1::TrajectoryRecord&& record, Group* group) {
-  std::string id = record.trajectory().trajectory_id();
-  Entry& entry = entries_[id];
-  entry.record = std::move(record);
+  Entry* entry = NewEntryLocked(record.trajectory().trajectory_id());
+  entry->record = std::move(record);
+  LinkLocked(entry, group);
+  return entry;
+}
+
+TrajectoryQueue::Entry* TrajectoryQueue::NewEntryLocked(
+    const std::string& id) {
+  auto [it, inserted] = entries_.try_emplace(id);
+  Entry& entry = it->second;
+  entry.id = &it->first;
+  return &entry;
+}
+
+void TrajectoryQueue::LinkLocked(Entry* entry_ptr, Group* group) {
+  Entry& entry = *entry_ptr;
   entry.group = group;
   TrajectoryState state = entry.record.state();
   if (group != nullptr) {
@@ -189,7 +201,6 @@ TrajectoryQueue::Entry* TrajectoryQueue::InsertLocked(
     ++live_;
     if (state_gauges_[state] != nullptr) state_gauges_[state]->Increment();
   }
-  return &entry;
 }
 
 // Only lists, counts and gauges: group bookkeeping is the caller's, since
@@ -218,8 +229,18 @@ void TrajectoryQueue::MoveLocked(Entry* entry, TrajectoryState to) {
 }
 
 void TrajectoryQueue::EraseEntryLocked(Entry* entry) {
-  std::string id = entry->record.trajectory().trajectory_id();
-  entries_.erase(id);
+  entries_.erase(entries_.find(*entry->id));
+}
+
+v1::TrajectoryRecord TrajectoryQueue::RecordOf(const Entry& entry) {
+  if (!entry.handed_over) return entry.record;
+  v1::TrajectoryRecord skeleton = entry.record;  // state and sequence
+  v1::Trajectory* kept = skeleton.mutable_trajectory();
+  kept->set_trajectory_id(*entry.id);
+  kept->set_group_id(entry.kept_group_id);
+  kept->set_sample_index(entry.kept_sample_index);
+  kept->set_policy_version(entry.kept_policy_version);
+  return skeleton;
 }
 
 void TrajectoryQueue::CountDropLocked(absl::string_view reason) {
@@ -290,7 +311,9 @@ void TrajectoryQueue::CloseGroupLocked(Group* group) {
 }
 
 absl::Status TrajectoryQueue::CheckAddLocked(const v1::Trajectory& trajectory,
-                                             int32_t group_size) {
+                                             int32_t group_size,
+                                             Group** found) {
+  *found = nullptr;
   const std::string& id = trajectory.trajectory_id();
   if (id.empty()) {
     return absl::InvalidArgumentError("trajectory has no trajectory_id");
@@ -332,8 +355,9 @@ absl::Status TrajectoryQueue::CheckAddLocked(const v1::Trajectory& trajectory,
     return absl::AlreadyExistsError(
         absl::StrCat("trajectory '", id, "': sample ", index, " of group '",
                      trajectory.group_id(), "' is already trajectory '",
-                     taken->record.trajectory().trajectory_id(), "'"));
+                     *taken->id, "'"));
   }
+  *found = &group->second;
   return absl::OkStatus();
 }
 
@@ -365,27 +389,32 @@ absl::Status TrajectoryQueue::RegisterGroup(absl::string_view group_id,
 
 absl::Status TrajectoryQueue::Add(v1::Trajectory trajectory, v1::Prompt prompt,
                                   int32_t group_size) {
-  return AddImpl(std::move(trajectory), std::move(prompt), group_size,
-                 std::nullopt, /*start_scoring=*/false);
+  return AddImpl(std::move(trajectory), &prompt, group_size, std::nullopt,
+                 /*start_scoring=*/false);
 }
 
 absl::Status TrajectoryQueue::AddWithDeadline(v1::Trajectory trajectory,
                                               v1::Prompt prompt,
                                               int32_t group_size,
                                               absl::Time deadline) {
-  return AddImpl(std::move(trajectory), std::move(prompt), group_size,
-                 deadline, /*start_scoring=*/false);
+  return AddImpl(std::move(trajectory), &prompt, group_size, deadline,
+                 /*start_scoring=*/false);
 }
 
-absl::Status TrajectoryQueue::AddForScoring(v1::Trajectory trajectory,
-                                            v1::Prompt prompt,
+absl::Status TrajectoryQueue::Add(v1::Trajectory&& trajectory,
+                                  int32_t group_size) {
+  return AddImpl(std::move(trajectory), nullptr, group_size, std::nullopt,
+                 /*start_scoring=*/false);
+}
+
+absl::Status TrajectoryQueue::AddForScoring(v1::Trajectory&& trajectory,
                                             int32_t group_size) {
-  return AddImpl(std::move(trajectory), std::move(prompt), group_size,
-                 std::nullopt, /*start_scoring=*/true);
+  return AddImpl(std::move(trajectory), nullptr, group_size, std::nullopt,
+                 /*start_scoring=*/true);
 }
 
 absl::Status TrajectoryQueue::AddImpl(v1::Trajectory&& trajectory,
-                                      v1::Prompt&& prompt, int32_t group_size,
+                                      v1::Prompt* prompt, int32_t group_size,
                                       std::optional<absl::Time> deadline,
                                       bool start_scoring) {
   absl::MutexLock lock(&mu_);
@@ -394,7 +423,8 @@ absl::Status TrajectoryQueue::AddImpl(v1::Trajectory&& trajectory,
         absl::StrCat("trajectory queue is closed; cannot add '",
                      trajectory.trajectory_id(), "'"));
   }
-  RETURN_IF_ERROR(CheckAddLocked(trajectory, group_size));
+  Group* group = nullptr;
+  RETURN_IF_ERROR(CheckAddLocked(trajectory, group_size, &group));
   if (!HasRoomLocked()) {
     if (options_.backpressure == Backpressure::kReject) {
       return absl::ResourceExhaustedError(absl::StrCat(
@@ -424,29 +454,32 @@ absl::Status TrajectoryQueue::AddImpl(v1::Trajectory&& trajectory,
                        options_.capacity, "; raise scheduler.queue_capacity"));
     }
     // The queue changed while we waited.
-    RETURN_IF_ERROR(CheckAddLocked(trajectory, group_size));
+    RETURN_IF_ERROR(CheckAddLocked(trajectory, group_size, &group));
   }
-  auto group_it = groups_.find(trajectory.group_id());
-  if (group_it == groups_.end()) {
-    Group& group = groups_[trajectory.group_id()];
-    group.group_id = trajectory.group_id();
-    group.size = group_size;
-    group.members.assign(group_size, nullptr);
-    group_it = groups_.find(trajectory.group_id());
+  if (group == nullptr) {  // not registered, and the options allow that
+    group = &groups_[trajectory.group_id()];
+    group->group_id = trajectory.group_id();
+    group->size = group_size;
+    group->members.assign(group_size, nullptr);
   }
-  v1::TrajectoryRecord record;
-  *record.mutable_trajectory() = std::move(trajectory);
+  // Built in place: the body is swapped in, no record moves.
+  Entry* entry = NewEntryLocked(trajectory.trajectory_id());
+  v1::TrajectoryRecord& record = entry->record;
+  record.mutable_trajectory()->Swap(&trajectory);
   // The scheduler passes no prompt (it keeps one per group): an empty one
   // is not worth a message allocation per record.
-  if (prompt.ByteSizeLong() != 0) *record.mutable_prompt() = std::move(prompt);
-  record.set_state(v1::TRAJECTORY_STATE_GENERATED);
-  record.set_sequence(next_sequence_++);
-  ++added_total_;
-  Entry* entry = InsertLocked(std::move(record), &group_it->second);
-  if (start_scoring) {
-    entry->record.set_genrm_attempts(1);
-    MoveLocked(entry, v1::TRAJECTORY_STATE_SCORING);
+  if (prompt != nullptr && prompt->ByteSizeLong() != 0) {
+    record.mutable_prompt()->Swap(prompt);
   }
+  record.set_sequence(next_sequence_++);
+  if (start_scoring) {
+    record.set_state(v1::TRAJECTORY_STATE_SCORING);
+    record.set_genrm_attempts(1);
+  } else {
+    record.set_state(v1::TRAJECTORY_STATE_GENERATED);
+  }
+  ++added_total_;
+  LinkLocked(entry, group);
   return absl::OkStatus();
 }
 
@@ -489,7 +522,7 @@ absl::Status TrajectoryQueue::Requeue(absl::string_view id) {
 }
 
 absl::Status TrajectoryQueue::RecordVerdict(absl::string_view id,
-                                            v1::Verdict verdict) {
+                                            v1::Verdict&& verdict) {
   absl::MutexLock lock(&mu_);
   ASSIGN_OR_RETURN(Entry * entry, FindLocked(id));
   TrajectoryState from = entry->record.state();
@@ -543,27 +576,39 @@ absl::Status TrajectoryQueue::MarkTrained(absl::string_view id) {
 }
 
 absl::Status TrajectoryQueue::MarkTrainedAll(
-    const std::vector<std::string>& ids) {
+    absl::Span<const absl::string_view> ids) {
   absl::MutexLock lock(&mu_);
-  // One lookup per id: the checks keep the entries they found.
-  std::vector<Entry*> found;
+  // One lookup per id: the checks keep the entries they found (marked, to
+  // catch an id listed twice; the marks go before any return).
+  // Iterators, so the erase needs no second lookup (erasing one element
+  // leaves the others' iterators valid).
+  std::vector<decltype(entries_)::iterator> found;
   found.reserve(ids.size());
-  absl::flat_hash_set<const Entry*> seen;
-  seen.reserve(ids.size());
-  for (const std::string& id : ids) {
-    ASSIGN_OR_RETURN(Entry * entry, FindLocked(id));
-    RETURN_IF_ERROR(CheckTransition(id, entry->record.state(),
-                                    v1::TRAJECTORY_STATE_TRAINED));
-    if (!seen.insert(entry).second) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("MarkTrainedAll: '", id, "' is listed twice"));
+  absl::Status checked = absl::OkStatus();
+  for (absl::string_view id : ids) {
+    auto it = entries_.find(id);
+    if (it == entries_.end()) {
+      checked = FindLocked(id).status();  // the NotFound error
+      break;
     }
-    found.push_back(entry);
+    Entry& entry = it->second;
+    checked =
+        CheckTransition(id, entry.record.state(), v1::TRAJECTORY_STATE_TRAINED);
+    if (!checked.ok()) break;
+    if (entry.marked) {
+      checked = absl::InvalidArgumentError(
+          absl::StrCat("MarkTrainedAll: '", id, "' is listed twice"));
+      break;
+    }
+    entry.marked = true;
+    found.push_back(it);
   }
-  for (Entry* entry : found) {
-    MoveLocked(entry, v1::TRAJECTORY_STATE_TRAINED);
+  for (auto it : found) it->second.marked = false;
+  RETURN_IF_ERROR(checked);
+  for (auto it : found) {
+    MoveLocked(&it->second, v1::TRAJECTORY_STATE_TRAINED);
     ++trained_total_;
-    EraseEntryLocked(entry);
+    entries_.erase(it);  // batched entries belong to no group
   }
   return absl::OkStatus();
 }
@@ -636,18 +681,18 @@ std::vector<CompleteGroup> TrajectoryQueue::TakeCompleteGroups(int max_groups) {
         continue;
       }
       // NOTE [batched hand-over]: the caller keeps the body; the queue
-      // keeps what identifies the record and its place in the order.
-      v1::TrajectoryRecord skeleton;
-      skeleton.set_state(v1::TRAJECTORY_STATE_BATCHED);
-      skeleton.set_sequence(member->record.sequence());
+      // keeps what identifies the record and its place in the order, in
+      // plain fields (RecordOf makes the skeleton message when asked).
       const v1::Trajectory& body = member->record.trajectory();
-      v1::Trajectory* kept = skeleton.mutable_trajectory();
-      kept->set_trajectory_id(body.trajectory_id());
-      kept->set_group_id(body.group_id());
-      kept->set_sample_index(body.sample_index());
-      kept->set_policy_version(body.policy_version());
+      member->handed_over = true;
+      member->kept_sample_index = body.sample_index();
+      member->kept_policy_version = body.policy_version();
+      member->kept_group_id = body.group_id();
+      const int64_t sequence = member->record.sequence();
       out.records.push_back(std::move(member->record));
-      member->record = std::move(skeleton);
+      member->record.Clear();
+      member->record.set_state(v1::TRAJECTORY_STATE_BATCHED);
+      member->record.set_sequence(sequence);
     }
     CloseGroupLocked(group);
   }
@@ -696,7 +741,7 @@ std::vector<std::string> TrajectoryQueue::OldestIds(TrajectoryState state,
   for (const Entry* entry = lists_[state].head;
        entry != nullptr && static_cast<int>(ids.size()) < max_count;
        entry = entry->next) {
-    ids.push_back(entry->record.trajectory().trajectory_id());
+    ids.push_back(*entry->id);
   }
   return ids;
 }
@@ -711,7 +756,7 @@ absl::StatusOr<v1::TrajectoryRecord> TrajectoryQueue::Get(
                      "' is not in the queue (never added, or trained or "
                      "dropped and released)"));
   }
-  return it->second.record;
+  return RecordOf(it->second);
 }
 
 std::map<std::string, int64_t> TrajectoryQueue::Counters() const {
@@ -741,7 +786,7 @@ v1::SchedulerSnapshot TrajectoryQueue::Snapshot() const {
   std::sort(held.begin(), held.end(), [](const Entry* a, const Entry* b) {
     return a->record.sequence() < b->record.sequence();
   });
-  for (const Entry* entry : held) *snapshot.add_records() = entry->record;
+  for (const Entry* entry : held) *snapshot.add_records() = RecordOf(*entry);
   snapshot.set_next_sequence(next_sequence_);
   for (const auto& [group_id, group] : groups_) {
     (*snapshot.mutable_open_group_sizes())[group_id] = group.size;

@@ -58,6 +58,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "absl/types/span.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "fapo/v1/common.pb.h"
@@ -167,11 +168,16 @@ class TrajectoryQueue {
                    int32_t group_size);
   absl::Status AddWithDeadline(v1::Trajectory trajectory, v1::Prompt prompt,
                                int32_t group_size, absl::Time deadline);
+  // A record without a prompt (the scheduler keeps one per group), the
+  // body taken from `trajectory` with no copy or move of the message (the
+  // hot path: each by-value hop of a message is a construct, a swap and a
+  // destruction); `trajectory` is left empty unless an error comes back.
+  absl::Status Add(v1::Trajectory&& trajectory, int32_t group_size);
 
   // Add (waiting at most options.max_wait) then StartScoring, under one
-  // lock: the trajectory never shows as generated.
-  absl::Status AddForScoring(v1::Trajectory trajectory, v1::Prompt prompt,
-                             int32_t group_size);
+  // lock: the trajectory never shows as generated. No prompt, as the
+  // two-argument Add.
+  absl::Status AddForScoring(v1::Trajectory&& trajectory, int32_t group_size);
 
   // generated -> scoring; counts a GenRM attempt.
   absl::Status StartScoring(absl::string_view id);
@@ -183,7 +189,8 @@ class TrajectoryQueue {
   absl::Status Requeue(absl::string_view id);
   // scoring -> scored with `verdict`; generated -> scored only for a wrong
   // answer (verdict.answer_correct() false: the GenRM is skipped).
-  absl::Status RecordVerdict(absl::string_view id, v1::Verdict verdict);
+  // Takes the verdict by rvalue reference, as Add takes the body.
+  absl::Status RecordVerdict(absl::string_view id, v1::Verdict&& verdict);
   // Stores the FAPO outcome; the trajectory must be scored or batched.
   absl::Status SetOutcome(absl::string_view id, bool flawed, double reward,
                           double advantage);
@@ -191,7 +198,7 @@ class TrajectoryQueue {
   absl::Status MarkTrained(absl::string_view id);
   // The same for every id, under one lock; all or nothing (an unknown id or
   // one not batched is an error and nothing moves).
-  absl::Status MarkTrainedAll(const std::vector<std::string>& ids);
+  absl::Status MarkTrainedAll(absl::Span<const absl::string_view> ids);
   // Any non-terminal state -> dropped with `reason` (non-empty).
   absl::Status Drop(absl::string_view id, absl::string_view reason);
 
@@ -242,10 +249,22 @@ class TrajectoryQueue {
   // A held record in an intrusive list per state (O(1) unlink, FIFO order).
   struct Entry {
     v1::TrajectoryRecord record;
+    const std::string* id = nullptr;  // the key in entries_
     Group* group = nullptr;  // null once the group closed (batched)
     Entry* prev = nullptr;
     Entry* next = nullptr;
+    // NOTE [batched hand-over]: once the body went to the caller, `record`
+    // keeps only state and sequence, and these the rest of the skeleton
+    // (plain fields: no message or string allocation per trajectory).
+    bool handed_over = false;
+    bool marked = false;  // MarkTrainedAll's duplicate check
+    int32_t kept_sample_index = 0;
+    int64_t kept_policy_version = 0;
+    std::string kept_group_id;
   };
+  // The record as Get and Snapshot show it: the skeleton, for a handed-over
+  // one.
+  static v1::TrajectoryRecord RecordOf(const Entry& entry);
   struct StateList {
     Entry* head = nullptr;
     Entry* tail = nullptr;
@@ -267,14 +286,25 @@ class TrajectoryQueue {
   // `deadline` nullopt: clock.Now() + max_wait, read only if Add waits.
   // By rvalue reference: each by-value hop of a message is a
   // construct-and-swap.
-  absl::Status AddImpl(v1::Trajectory&& trajectory, v1::Prompt&& prompt,
+  // `prompt`: null for none.
+  absl::Status AddImpl(v1::Trajectory&& trajectory, v1::Prompt* prompt,
                        int32_t group_size, std::optional<absl::Time> deadline,
                        bool start_scoring);
+  // `found`: the trajectory's open group, or null when it has none yet
+  // (only without require_registered_groups).
   absl::Status CheckAddLocked(const v1::Trajectory& trajectory,
-                              int32_t group_size)
+                              int32_t group_size, Group** found)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Inserts without checks (Add after CheckAddLocked, and Restore).
+  // Inserts without checks (Restore): NewEntryLocked, the record moved in,
+  // LinkLocked.
   Entry* InsertLocked(v1::TrajectoryRecord&& record, Group* group)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A new, empty entry under `id` (which must be new).
+  Entry* NewEntryLocked(const std::string& id)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Enters a filled-in entry into its group, and its state's list and
+  // counts.
+  void LinkLocked(Entry* entry, Group* group)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::StatusOr<Entry*> FindLocked(absl::string_view id)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

@@ -66,7 +66,8 @@ void AddGroup(TrajectoryQueue& queue, const v1::Trajectory& prototype,
 int64_t ConsumeOnce(TrajectoryQueue& queue, const v1::Verdict& verdict) {
   for (const v1::TrajectoryRecord& record :
        queue.StartScoringOldest(kGroupSize * 8)) {
-    if (!queue.RecordVerdict(record.trajectory().trajectory_id(), verdict)
+    if (!queue.RecordVerdict(record.trajectory().trajectory_id(),
+                            v1::Verdict(verdict))
              .ok()) {
       std::abort();
     }

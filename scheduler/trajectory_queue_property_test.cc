@@ -47,7 +47,7 @@ class RandomDriver {
         v1::Verdict verdict;
         verdict.set_answer_correct(Uniform(0, 1) == 1);
         verdict.set_first_error_step(Uniform(-1, 3));
-        (void)queue_->RecordVerdict(AnyId(), verdict);
+        (void)queue_->RecordVerdict(AnyId(), v1::Verdict(verdict));
         break;
       }
       case 6:

@@ -367,14 +367,14 @@ TEST(TrajectoryQueueTest, HandOverMovesBatchedBodiesOutAndKeepsSkeletons) {
 
 TEST(TrajectoryQueueTest, AddForScoringStartsScoringAtOnce) {
   auto queue = NewQueue();
-  ASSERT_OK(queue->AddForScoring(MakeTrajectory("a", "g", 0), v1::Prompt(), 2));
+  ASSERT_OK(queue->AddForScoring(MakeTrajectory("a", "g", 0), 2));
   ASSERT_OK_AND_ASSIGN(v1::TrajectoryRecord a, queue->Get("a"));
   EXPECT_EQ(a.state(), v1::TRAJECTORY_STATE_SCORING);
   EXPECT_EQ(a.genrm_attempts(), 1);
   EXPECT_EQ(queue->Counts().generated, 0);
   EXPECT_EQ(queue->Counts().scoring, 1);
   ASSERT_OK(queue->RecordVerdict("a", CorrectVerdict()));
-  EXPECT_THAT(queue->AddForScoring(MakeTrajectory("a", "g", 1), v1::Prompt(), 2),
+  EXPECT_THAT(queue->AddForScoring(MakeTrajectory("a", "g", 1), 2),
               StatusIs(absl::StatusCode::kAlreadyExists));
 }
 
