@@ -88,12 +88,16 @@ for row in "warm-start:$warm" "rlvr:${run_dirs[rlvr]}" "fapo:${run_dirs[fapo]}";
     "$(field alpha "$json")" "$(field beta "$json")" "$(field gamma "$json")" \
     "$(field flawed_positive_ratio "$json")" \
     "$(field flawed_positive_ratio_stderr "$json")"
+  # The arm's report.md again, with the evaluation in it.
+  [[ "$label" == warm-start ]] || "$bin/fapo" report "$dir" --quiet >/dev/null
 done
 cat <<TEXT
 
   alpha: sound (answer right, every step right); beta: wrong answer;
   gamma: flawed positive (answer right, some step wrong). The ratio is
   gamma / (alpha + gamma). ARITH_TESTBED.md expects RLVR to stall near
-  0.11 and FAPO to keep falling to ~0.01 at equal accuracy. Per-step curves:
-  metrics.jsonl in each run directory.
+  0.11 and FAPO to keep falling to ~0.01 at equal accuracy. Each run
+  directory's report.md has the training curve and the mean advantage
+  flawed positives trained with (about zero or above under RLVR, strongly
+  negative under FAPO).
 TEXT

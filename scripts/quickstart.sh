@@ -57,9 +57,12 @@ for model in "$run_dir/warm-start" "$newest/policy"; do
   "$bin/fapo" eval --model "$model" --config "$config" \
     --json "$model/eval.json" | grep -v '^{' | sed 's/^/    /'
 done
+# report.md again, now with the evaluations in it.
+"$bin/fapo" report "$run_dir" --quiet >/dev/null
 
 say "Results: $run_dir"
 cat <<TEXT
+  report.md       the run as one page (fapo report $run_dir writes it again)
   metrics.jsonl   one line per step: reward, accuracy, alpha/beta/gamma, the
                   flawed-positive ratio, staleness, where the step's time went
   samples.jsonl   one line per trajectory: response, verdict, reward, advantage

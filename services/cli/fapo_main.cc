@@ -8,9 +8,8 @@
 //   fapo sft --out DIR                            supervised warm start
 //   fapo eval --model DIR [--config JOB.yaml]     held-out accuracy and
 //                                                 flawed-positive ratio
+//   fapo report RUN_DIR                           the run as one page
 //   fapo version
-//
-// Later stages add report.
 #include <iostream>
 #include <string>
 #include <vector>
@@ -23,6 +22,7 @@
 #include "services/config/job_spec.h"
 #include "services/launcher/launcher.h"
 #include "services/logging/log.h"
+#include "services/report/run_report.h"
 #include "services/rpc/channel.h"
 #include "services/rpc/introspection.h"
 
@@ -166,6 +166,49 @@ int Eval(const std::vector<std::string>& args) {
 }
 #endif
 
+int Report(const std::vector<std::string>& args) {
+  report::RunReportOptions options;
+  int64_t rows = options.curve_rows;
+  bool quiet = false;
+  FlagSet flags("fapo report",
+                "Reads a run directory (config.yaml, metrics.jsonl, and "
+                "samples.jsonl and eval.json files where present) and writes "
+                "<RUN_DIR>/report.md: the job, the training curve, where a "
+                "step's time went, what became of the trajectories and the "
+                "advantages they trained with, held-out evaluations. "
+                "Prints it too. `fapo launch` writes one when a job ends.");
+  flags.Positional("RUN_DIR", &options.run_dir, "the run directory");
+  flags.Int("rows", &rows, "rows of the training-curve table");
+  flags.Bool("quiet", &quiet, "write report.md, print only its path");
+  absl::Status parsed = flags.Parse(args);
+  if (flags.help_requested()) {
+    std::cout << flags.Usage();
+    return 0;
+  }
+  if (parsed.ok() && (rows < 1 || rows > 1000)) {
+    parsed = absl::InvalidArgumentError(
+        absl::StrCat("--rows must be in [1, 1000], got ", rows));
+  }
+  if (!parsed.ok()) {
+    std::cerr << "fapo report: " << parsed.message() << "\n";
+    return 2;
+  }
+  options.curve_rows = static_cast<int>(rows);
+  std::string markdown;
+  absl::StatusOr<std::string> written =
+      report::WriteRunReport(options, &markdown);
+  if (!written.ok()) {
+    std::cerr << "fapo report: " << written.status().message() << "\n";
+    return 1;
+  }
+  if (quiet) {
+    std::cout << *written << "\n";
+  } else {
+    std::cout << markdown << "(written to " << *written << ")\n";
+  }
+  return 0;
+}
+
 int Launch(const std::vector<std::string>& args) {
   return launcher::RunLaunchCommand(args, std::cout, std::cerr);
 }
@@ -188,6 +231,7 @@ const std::vector<Subcommand>& Subcommands() {
       {"sft", "supervised warm start on a JSONL corpus", Sft},
       {"eval", "held-out sampled accuracy and flawed-positive ratio", Eval},
 #endif
+      {"report", "the run directory as one page (report.md)", Report},
       {"version", "print the version", Version},
   };
   return *subcommands;

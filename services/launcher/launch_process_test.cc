@@ -148,6 +148,11 @@ TEST_F(LaunchTest, RunsTheJobAndWritesTheRunDirectory) {
   nlohmann::json targets = nlohmann::json::parse(
       ReadFileOrEmpty(run_dir_ + "/prometheus_targets.json"));
   EXPECT_EQ(targets.size(), 6u);
+  // The run as one page (`fapo report`), written as the job ended.
+  const std::string report = ReadFileOrEmpty(run_dir_ + "/report.md");
+  EXPECT_THAT(report, HasSubstr(absl::StrCat("Step ", kSteps, " of ", kSteps,
+                                             " (finished)")));
+  EXPECT_THAT(report, HasSubstr("## Trajectories (samples.jsonl)"));
   ExpectEveryProcessGone();
 }
 

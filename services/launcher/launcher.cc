@@ -24,6 +24,7 @@
 #include "services/cli/flags.h"
 #include "services/cli/spec_bridge.h"
 #include "services/files/files.h"
+#include "services/report/run_report.h"
 #include "services/process/child_process.h"
 #include "services/rpc/channel.h"
 #include "services/rpc/introspection.h"
@@ -656,10 +657,21 @@ int Launcher::Supervise() {
 }
 
 int Launcher::Finish(int code) {
+  if (code == 0 || code == 130) {
+    // The run so far as one page (`fapo report`); a run stopped before its
+    // first step has nothing to report, which is not worth a word.
+    report::RunReportOptions options;
+    options.run_dir = run_dir_;
+    absl::StatusOr<std::string> report = report::WriteRunReport(options);
+    if (!report.ok() && !absl::IsNotFound(report.status())) {
+      Say(absl::StrCat("could not write report.md: ",
+                       report.status().message()));
+    }
+  }
   Say(absl::StrCat("\nrun directory: ", run_dir_));
   for (const char* name :
-       {"config.yaml", "metrics.jsonl", "samples.jsonl", "checkpoints",
-        "logs", "launch.json", "prometheus_targets.json"}) {
+       {"report.md", "config.yaml", "metrics.jsonl", "samples.jsonl",
+        "checkpoints", "logs", "launch.json", "prometheus_targets.json"}) {
     const std::string path = files::JoinPath(run_dir_, name);
     if (access(path.c_str(), F_OK) == 0) Say(absl::StrCat("  ", path));
   }
