@@ -9,9 +9,10 @@
 #
 # Needs the binaries (scripts/quickstart.sh builds them). On a 2-core
 # machine: about a minute of warm start, 3-4 minutes per arm. The arms go to
-# runs/<job.name>-rlvr and runs/<job.name>-fapo (their own run directories,
-# so running again resumes them, or only evaluates once they are done), the
-# shared warm start to runs/<job.name>-warm-start.
+# runs/<job.name>-seed<job.seed>-rlvr and ...-fapo (their own run
+# directories, so running again resumes them, or only evaluates once they
+# are done), the shared warm start to ...-warm-start. Another seed is
+# another comparison: --set job.seed=2.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -48,7 +49,8 @@ if [[ -n "$(spec_value model_dir "$effective")" ]]; then
   exit 2
 fi
 
-warm="runs/$name-warm-start"
+prefix="runs/$name-seed$seed"
+warm="$prefix-warm-start"
 say "Warm start: fapo sft --out $warm --seed $seed"
 if [[ -f "$warm/config.json" ]]; then
   echo "  already there"
@@ -58,8 +60,8 @@ fi
 
 declare -A run_dirs
 for arm in rlvr fapo; do
-  arm_args=(--set "job.name=$name-$arm" --set "algorithm.reward=$arm"
-            --set "policy.model_dir=$warm" "$@")
+  arm_args=(--set "job.name=$name-seed$seed-$arm"
+            --set "algorithm.reward=$arm" --set "policy.model_dir=$warm" "$@")
   run_dirs[$arm]="$(spec_value output_dir \
     "$("$bin/fapo" validate "$config" "${arm_args[@]}")")"
   say "The $arm arm: fapo launch into ${run_dirs[$arm]}"

@@ -158,6 +158,13 @@ int RunServiceMain(const ServiceDefinition& definition, int argc, char** argv) {
               << spec.status().message() << "\n";
     return 2;
   }
+  if (definition.check_flags) {
+    absl::Status checked = definition.check_flags(*spec);
+    if (!checked.ok()) {
+      std::cerr << definition.binary << ": " << checked.message() << "\n";
+      return 2;
+    }
+  }
   if (values.worker_id.empty()) {
     values.worker_id = absl::StrCat(Hostname(), "-", getpid());
   }

@@ -102,6 +102,10 @@ struct ServiceDefinition {
   // Flags of this binary only, added after the common ones; the targets
   // must outlive RunServiceMain (the factory reads them). May be null.
   std::function<void(FlagSet&)> add_flags;
+  // Checks those flags against the job spec once it is loaded: an error is
+  // a usage error (printed, exit code 2) rather than a failure to start
+  // (logged, 1). May be null.
+  std::function<absl::Status(const config::JobSpec&)> check_flags;
 };
 
 int RunServiceMain(const ServiceDefinition& definition, int argc, char** argv);

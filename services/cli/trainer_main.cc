@@ -206,17 +206,23 @@ int main(int argc, char** argv) {
               "take as long to stop on SIGTERM)");
   };
 #ifdef FAPO_HAVE_TRAINER
-  definition.factory = [](const fapo::cli::ServiceContext& context) {
+  static const auto rank_address = [] {
     fapo::trainer::RankAddress address;
     address.rank =
         static_cast<int>(std::clamp<int64_t>(rank, INT32_MIN, INT32_MAX));
     address.rendezvous = rendezvous;
+    return address;
+  };
+  definition.check_flags = [](const fapo::config::JobSpec& spec) {
     if (keep_alive_ms < 1) {
-      return absl::StatusOr<std::unique_ptr<fapo::cli::ServiceInstance>>(
-          absl::InvalidArgumentError("--rank-keep-alive-ms must be >= 1"));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--rank-keep-alive-ms must be >= 1, got ", keep_alive_ms));
     }
+    return fapo::trainer::ValidateRankAddress(spec, rank_address());
+  };
+  definition.factory = [](const fapo::cli::ServiceContext& context) {
     return fapo::cli::TrainerInstance::Create(
-        context, address, absl::Milliseconds(keep_alive_ms));
+        context, rank_address(), absl::Milliseconds(keep_alive_ms));
   };
 #else
   definition.missing_note =

@@ -176,7 +176,9 @@ TEST_F(TrainerRanksTest, BadRankFlagsAreRefused) {
             "--rank 2 is outside [0, trainer.ranks = 2)"},
            {{"--rank", "1"}, "--rendezvous HOST:PORT is required"},
            {{"--rank", "0", "--rendezvous", "127.0.0.1"},
-            "expected HOST:PORT"}}) {
+            "expected HOST:PORT"},
+           {{"--rank-keep-alive-ms", "0"},
+            "--rank-keep-alive-ms must be >= 1, got 0"}}) {
     std::vector<std::string> argv = {BinaryPath("fapo-trainer"),
                                      "--config",
                                      SourcePath("configs/quickstart.yaml"),
@@ -187,8 +189,10 @@ TEST_F(TrainerRanksTest, BadRankFlagsAreRefused) {
     argv.insert(argv.end(), extra.begin(), extra.end());
     auto result = testing::RunCommand(argv, absl::Seconds(60));
     ASSERT_THAT(result, IsOk());
-    EXPECT_NE(result->exit_code, 0);
-    EXPECT_THAT(result->stdout_text + result->stderr_text, HasSubstr(message));
+    // A usage error (the flags disagree with the spec): 2, on stderr,
+    // before anything starts.
+    EXPECT_EQ(result->exit_code, 2);
+    EXPECT_THAT(result->stderr_text, HasSubstr(message));
   }
 }
 
