@@ -657,9 +657,11 @@ int Launcher::Supervise() {
 }
 
 int Launcher::Finish(int code) {
-  if (code == 0 || code == 130) {
-    // The run so far as one page (`fapo report`); a run stopped before its
-    // first step has nothing to report, which is not worth a word.
+  {
+    // The run so far as one page (`fapo report`), whether it finished,
+    // was stopped or failed: a failed run's curve is often what explains
+    // it. A run that ended before its first step has nothing to report,
+    // which is not worth a word.
     report::RunReportOptions options;
     options.run_dir = run_dir_;
     absl::StatusOr<std::string> report = report::WriteRunReport(options);
