@@ -105,8 +105,11 @@ absl::StatusOr<std::unique_ptr<cli::ServiceInstance>> SchedulerServer::Create(
                    RolloutDriver::Create(RolloutDriverOptionsFromSpec(spec),
                                          server->scheduler_.get(),
                                          server->rollout_client_.get()));
+  TrainerDriverOptions trainer_driver_options =
+      TrainerDriverOptionsFromSpec(spec);
+  trainer_driver_options.metrics = context.registry;
   ASSIGN_OR_RETURN(server->trainer_driver_,
-                   TrainerDriver::Create(TrainerDriverOptionsFromSpec(spec),
+                   TrainerDriver::Create(std::move(trainer_driver_options),
                                          server->scheduler_.get(),
                                          server->trainer_client_.get(),
                                          server->trainer_client_.get()));

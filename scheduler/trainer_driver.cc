@@ -41,8 +41,28 @@ absl::StatusOr<std::unique_ptr<TrainerDriver>> TrainerDriver::Create(
         "TrainerDriver: timeouts and poll_interval must be > 0, "
         "checkpoint_every >= 0");
   }
-  return std::unique_ptr<TrainerDriver>(
+  std::unique_ptr<TrainerDriver> driver(
       new TrainerDriver(std::move(options), scheduler, trainer, weight_sync));
+  RETURN_IF_ERROR(driver->InitMetrics());
+  return driver;
+}
+
+absl::Status TrainerDriver::InitMetrics() {
+  if (options_.metrics == nullptr) return absl::OkStatus();
+  ASSIGN_OR_RETURN(
+      metrics::HistogramFamily * family,
+      options_.metrics->AddHistogram(
+          "fapo_step_seconds",
+          "Wall time of a train step (part=\"step\", from the end of the "
+          "previous one) and its parts: waiting for generation, waiting for "
+          "the GenRM, the train step, the weight sync, the checkpoint.",
+          metrics::ExponentialBuckets(0.001, 2.0, 18), {"part"}));
+  const char* const parts[] = {"step",  "generation_wait", "genrm_wait",
+                               "train", "weight_sync",     "checkpoint"};
+  for (int i = 0; i < 6; ++i) {
+    step_seconds_[i] = &family->WithLabels({{"part", parts[i]}});
+  }
+  return absl::OkStatus();
 }
 
 TrainerDriver::~TrainerDriver() {
@@ -151,6 +171,46 @@ absl::StatusOr<bool> TrainerDriver::RunOnce() {
     checkpointed = absl::Now();
   }
 
+  // NOTE [step time breakdown]: the trainer's wait for this batch
+  // (wait_for_batch_s, from the end of the previous step) splits at the
+  // moment the batch's last trajectory was generated: before it, the
+  // trainer waited for generation; after it, for the GenRM verdicts that
+  // completed the batch (and the scheduler's bookkeeping, microseconds).
+  // The generation clock is the rollout worker's (generation_finished):
+  // across machines the split is as good as their clock sync.
+  absl::Time last_generated = absl::InfinitePast();
+  int64_t generated_tokens = 0;
+  for (const v1::ScoredTrajectory& t : batch->trajectories) {
+    const auto& finished = t.trajectory().generation_finished();
+    if (finished.seconds() > 0) {
+      last_generated =
+          std::max(last_generated, absl::FromUnixSeconds(finished.seconds()) +
+                                       absl::Nanoseconds(finished.nanos()));
+    }
+    generated_tokens += t.trajectory().response_token_ids_size();
+  }
+  const absl::Duration waited = taken - last_step_end_;
+  const bool split = last_generated != absl::InfinitePast();
+  const absl::Duration genrm_wait =
+      split ? std::clamp(taken - std::max(last_generated, last_step_end_),
+                         absl::ZeroDuration(),
+                         std::max(waited, absl::ZeroDuration()))
+            : absl::ZeroDuration();
+  if (step_seconds_[0] != nullptr) {
+    const absl::Duration parts[] = {checkpointed - last_step_end_,
+                                    waited - genrm_wait,
+                                    genrm_wait,
+                                    trained - taken,
+                                    synced - trained,
+                                    checkpointed - synced};
+    for (int i = 0; i < 6; ++i) {
+      // Without the generation clock the wait cannot be split: the
+      // generation and GenRM parts are left out rather than guessed.
+      if (!split && (i == 1 || i == 2)) continue;
+      step_seconds_[i]->Observe(absl::ToDoubleSeconds(parts[i]));
+    }
+  }
+
   if (!options_.metrics_path.empty()) {
     const v1::TrainMetrics& m = response->metrics();
     double staleness = 0;
@@ -159,25 +219,6 @@ absl::StatusOr<bool> TrainerDriver::RunOnce() {
                                        t.trajectory().policy_version());
     }
     const double n = static_cast<double>(batch->trajectories.size());
-    // NOTE [step time breakdown]: the trainer's wait for this batch
-    // (wait_for_batch_s, from the end of the previous step) splits at the
-    // moment the batch's last trajectory was generated: before it, the
-    // trainer waited for generation; after it, for the GenRM verdicts that
-    // completed the batch (and the scheduler's bookkeeping, microseconds).
-    // The generation clock is the rollout worker's (generation_finished):
-    // across machines the split is as good as their clock sync.
-    absl::Time last_generated = absl::InfinitePast();
-    int64_t generated_tokens = 0;
-    for (const v1::ScoredTrajectory& t : batch->trajectories) {
-      const auto& finished = t.trajectory().generation_finished();
-      if (finished.seconds() > 0) {
-        last_generated =
-            std::max(last_generated, absl::FromUnixSeconds(finished.seconds()) +
-                                         absl::Nanoseconds(finished.nanos()));
-      }
-      generated_tokens += t.trajectory().response_token_ids_size();
-    }
-    const absl::Duration waited = taken - last_step_end_;
     nlohmann::json line = {
         {"step", batch->step},
         {"policy_version", response->policy_version()},
@@ -210,10 +251,7 @@ absl::StatusOr<bool> TrainerDriver::RunOnce() {
         {"generated_tokens", generated_tokens},
         {"weight_sync_failures", failures},
     };
-    if (last_generated != absl::InfinitePast()) {
-      const absl::Duration genrm_wait = std::clamp(
-          taken - std::max(last_generated, last_step_end_),
-          absl::ZeroDuration(), std::max(waited, absl::ZeroDuration()));
+    if (split) {
       line["generation_wait_s"] = absl::ToDoubleSeconds(waited - genrm_wait);
       line["genrm_wait_s"] = absl::ToDoubleSeconds(genrm_wait);
     }

@@ -33,6 +33,7 @@
 #include "absl/time/time.h"
 #include "scheduler/scheduler.h"
 #include "scheduler/trainer_client.h"
+#include "services/metrics/metrics_registry.h"
 
 namespace fapo::scheduler {
 
@@ -49,6 +50,11 @@ struct TrainerDriverOptions {
   std::string metrics_path;
   // How often the thread looks for a batch. Default 20 ms.
   absl::Duration poll_interval = absl::Milliseconds(20);
+  // Not owned; null = no metrics. Registers fapo_step_seconds{part}: the
+  // step's wall time (part "step") and its parts, as in metrics.jsonl
+  // (NOTE [step time breakdown]): generation_wait, genrm_wait, train,
+  // weight_sync, checkpoint.
+  metrics::MetricsRegistry* metrics = nullptr;
 };
 
 TrainerDriverOptions TrainerDriverOptionsFromSpec(const config::JobSpec& spec);
@@ -85,6 +91,7 @@ class TrainerDriver {
         trainer_(trainer),
         weight_sync_(weight_sync) {}
 
+  absl::Status InitMetrics();
   void Loop();
   // The address of a live TRAINER worker ("" when none).
   std::string TrainerAddress() const;
@@ -107,6 +114,9 @@ class TrainerDriver {
   TrainerClient* const trainer_;
   WeightSyncClient* const weight_sync_;
   std::FILE* metrics_file_ = nullptr;  // the driver's thread only
+  // fapo_step_seconds children (null without metrics): step,
+  // generation_wait, genrm_wait, train, weight_sync, checkpoint.
+  metrics::Histogram* step_seconds_[6] = {};
 
   absl::Time last_step_end_ = absl::Now();
   // The driver's thread only.

@@ -5,6 +5,7 @@
 #include <fstream>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -16,6 +17,7 @@
 #include "scheduler/fake_genrm_client.h"
 #include "scheduler/fake_trainer_client.h"
 #include "services/clock/fake_clock.h"
+#include "services/metrics/metrics_registry.h"
 #include "services/status/status_matchers.h"
 #include "tests/support/subprocess.h"
 
@@ -41,7 +43,9 @@ class TrainerDriverTest : public ::testing::Test {
     options.clock = &clock_;
     scheduler_ = *Scheduler::Create(options, *MakePromptSource(spec),
                                     *MakeAnswerVerifier(spec), &genrm_);
-    driver_ = *TrainerDriver::Create(TrainerDriverOptionsFromSpec(spec),
+    TrainerDriverOptions driver_options = TrainerDriverOptionsFromSpec(spec);
+    driver_options.metrics = registry_.get();
+    driver_ = *TrainerDriver::Create(std::move(driver_options),
                                      scheduler_.get(), &trainer_, &trainer_);
     Register("trainer-0", v1::WORKER_ROLE_TRAINER, "trainer:1");
     Register("rollout-a", v1::WORKER_ROLE_ROLLOUT, "rollout-a:1");
@@ -86,7 +90,23 @@ class TrainerDriverTest : public ::testing::Test {
     return lines;
   }
 
+  // fapo_step_seconds{part=`part`}: {count, sum}; {-1, -1} when absent.
+  std::pair<double, double> StepSeconds(const std::string& part) {
+    for (const metrics::FamilySnapshot& family : registry_->Collect()) {
+      if (family.name != "fapo_step_seconds") continue;
+      for (const metrics::MetricSnapshot& metric : family.metrics) {
+        if (metric.label_values == std::vector<std::string>{part}) {
+          return {static_cast<double>(metric.histogram.count),
+                  metric.histogram.sum};
+        }
+      }
+    }
+    return {-1, -1};
+  }
+
   testing::TempDir dir_{"fapo-trainer-driver-"};
+  std::unique_ptr<metrics::MetricsRegistry> registry_ =
+      metrics::NewMetricsRegistry();
   FakeClock clock_;
   FakeGenrmClient genrm_;
   FakeTrainerClient trainer_;
@@ -186,6 +206,25 @@ TEST_F(TrainerDriverTest, TheWaitForABatchSplitsIntoGenerationAndGenrm) {
               line["wait_for_batch_s"].get<double>() +
                   line["train_s"].get<double>() - 1e-9);
   }
+
+  // The same split on /metrics: every step has a whole and a train time;
+  // only the two with generation timestamps have the wait's parts.
+  double step_sum = 0;
+  double train_sum = 0;
+  for (const nlohmann::json& line : lines) {
+    step_sum += line["step_s"].get<double>();
+    train_sum += line["train_s"].get<double>();
+  }
+  EXPECT_EQ(StepSeconds("step").first, 3);
+  EXPECT_NEAR(StepSeconds("step").second, step_sum, 1e-6);
+  EXPECT_EQ(StepSeconds("train").first, 3);
+  EXPECT_NEAR(StepSeconds("train").second, train_sum, 1e-6);
+  EXPECT_EQ(StepSeconds("weight_sync").first, 3);
+  EXPECT_EQ(StepSeconds("checkpoint").first, 3);
+  EXPECT_EQ(StepSeconds("genrm_wait").first, 2);
+  EXPECT_NEAR(StepSeconds("genrm_wait").second, wait0, 1e-6);
+  EXPECT_EQ(StepSeconds("generation_wait").first, 2);
+  EXPECT_NEAR(StepSeconds("generation_wait").second, wait1, 1e-6);
 }
 
 TEST_F(TrainerDriverTest, AFailedStepIsRetriedWithTheSameBatch) {
