@@ -167,6 +167,9 @@ absl::StatusOr<std::unique_ptr<GenrmService>> GenrmService::Create(
         registry->AddCounter("fapo_genrm_server_requests_total",
                              "Score calls finished, by gRPC status code.",
                              {"code"}));
+    // Exported at 0 from the start (Prometheus's advice for known label
+    // values): a server that has answered nothing yet still shows a rate.
+    metrics->requests->WithLabels({{"code", "OK"}});
     ASSIGN_OR_RETURN(
         metrics::HistogramFamily * latency,
         registry->AddHistogram("fapo_genrm_server_request_latency_seconds",

@@ -57,10 +57,22 @@ absl::StatusOr<JsonLines> ReadJsonLines(const std::string& path,
   return lines;
 }
 
+// Field readers that never throw: a missing field, a null (samples.jsonl
+// writes null for what a dropped trajectory never had) or another type
+// reads as absent. nlohmann's value() throws on a null.
 double Number(const nlohmann::json& object, const char* key) {
   auto it = object.find(key);
   if (it == object.end() || !it->is_number()) return kNone;
   return it->get<double>();
+}
+std::string String(const nlohmann::json& object, const char* key) {
+  auto it = object.find(key);
+  if (it == object.end() || !it->is_string()) return "";
+  return it->get<std::string>();
+}
+bool Bool(const nlohmann::json& object, const char* key) {
+  auto it = object.find(key);
+  return it != object.end() && it->is_boolean() && it->get<bool>();
 }
 
 std::string Fixed(double value, int digits = 3) {
@@ -219,20 +231,19 @@ void AddSamples(const JsonLines& samples, std::string& out) {
   Class flawed("flawed positive (answer right, a step wrong)");
   Class wrong("wrong answer");
   for (const auto& [line_number, sample] : samples.objects) {
-    const std::string outcome = sample.value("outcome", "");
-    const std::string status = sample.value("verdict_status", "");
+    const std::string outcome = String(sample, "outcome");
+    const std::string status = String(sample, "verdict_status");
     if (!status.empty()) ++verdicts[status];
     if (outcome != "trained") {
-      const auto reason = sample.find("drop_reason");
-      ++dropped[reason != sample.end() && reason->is_string()
-                    ? reason->get<std::string>()
-                    : outcome];
+      const std::string reason = String(sample, "drop_reason");
+      ++dropped[!reason.empty() ? reason
+                                : (!outcome.empty() ? outcome : "unknown")];
       continue;
     }
     ++trained;
-    const bool correct = sample.value("answer_correct", false);
-    Class& kind = !correct ? wrong
-                           : (sample.value("flawed", false) ? flawed : sound);
+    Class& kind = !Bool(sample, "answer_correct")
+                      ? wrong
+                      : (Bool(sample, "flawed") ? flawed : sound);
     ++kind.count;
     kind.advantage.Add(Number(sample, "advantage"));
     kind.reward.Add(Number(sample, "reward"));
@@ -353,9 +364,8 @@ absl::Status AddEvals(const config::JobSpec& spec, const std::string& run_dir,
   return absl::OkStatus();
 }
 
-}  // namespace
-
-absl::StatusOr<std::string> MakeRunReport(const RunReportOptions& options) {
+absl::StatusOr<std::string> MakeRunReportOrThrow(
+    const RunReportOptions& options) {
   if (options.curve_rows < 1) {
     return absl::InvalidArgumentError(absl::StrCat(
         "report: curve_rows must be >= 1, got ", options.curve_rows));
@@ -410,6 +420,20 @@ absl::StatusOr<std::string> MakeRunReport(const RunReportOptions& options) {
   RETURN_IF_ERROR(AddEvals(spec, run_dir, out));
   return out;
 }
+
+}  // namespace
+
+absl::StatusOr<std::string> MakeRunReport(const RunReportOptions& options) {
+  // The readers above do not throw; this keeps a bug in them from taking
+  // `fapo launch` down with it at the end of a job.
+  try {
+    return MakeRunReportOrThrow(options);
+  } catch (const nlohmann::json::exception& error) {
+    return absl::InternalError(
+        absl::StrCat("report of ", options.run_dir, ": ", error.what()));
+  }
+}
+
 
 absl::StatusOr<std::string> WriteRunReport(const RunReportOptions& options,
                                            std::string* markdown) {

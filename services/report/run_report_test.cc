@@ -119,6 +119,23 @@ TEST_F(RunReportTest, SamplesAreCountedByOutcomeAndKind) {
   EXPECT_THAT(*report, HasSubstr("| wrong answer | 1 | 25% | 1.000 | -1.000 |"));
 }
 
+// What samples.jsonl writes for a trajectory dropped before its verdict
+// (interrupted by a resume, a group aborted): nulls, not absent fields.
+TEST_F(RunReportTest, NullFieldsOfDroppedSamplesReadAsAbsent) {
+  Write("metrics.jsonl", MetricsLine(1, 0.5, 0.4, 0.1, 1.0));
+  Write("samples.jsonl",
+        Sample(true, false, 1.0, "trained") +
+            R"({"answer_correct":null,"flawed":null,"verdict_status":null,)"
+            R"("reward":null,"advantage":null,"outcome":"dropped",)"
+            R"("drop_reason":"interrupted"})" "\n" +
+            R"({"outcome":null,"verdict_status":7})" "\n");
+  absl::StatusOr<std::string> report = Report();
+  ASSERT_THAT(report, IsOk());
+  EXPECT_THAT(*report, HasSubstr("3 written; 1 trained, 1 dropped as "
+                                 "interrupted, 1 dropped as unknown"));
+  EXPECT_THAT(*report, HasSubstr("by status: ok 1."));
+}
+
 TEST_F(RunReportTest, EvaluationsAreListedByStep) {
   Write("metrics.jsonl", MetricsLine(1, 0.5, 0.4, 0.1, 1.0));
   const std::string eval =

@@ -9,11 +9,15 @@
 #include <algorithm>
 #include <fstream>
 #include <memory>
+#include <regex>
+#include <set>
 #include <string>
 #include <vector>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "fapo/v1/scheduler.grpc.pb.h"
@@ -23,6 +27,7 @@
 #include "services/rpc/channel.h"
 #include "services/status/status_matchers.h"
 #include "tests/support/eventually.h"
+#include "tests/support/http_get.h"
 #include "tests/support/service_process.h"
 #include "tests/support/subprocess.h"
 
@@ -65,7 +70,7 @@ class EndToEndTest : public ::testing::Test {
             "--set", "trainer.checkpoint_every=2",
             "--set", "scheduler.heartbeat_interval_ms=200",
             "--set", "scheduler.worker_timeout_ms=3000",
-            "--set", "metrics.enabled=false",
+            "--set", "metrics.enabled=true",  // scraped for the dashboard
             "--host", "127.0.0.1", "--port", "0",
             "--drain-timeout-ms", "2000"};
   }
@@ -90,7 +95,23 @@ class EndToEndTest : public ::testing::Test {
     EXPECT_THAT(started, IsOk());
     if (!started.ok()) return nullptr;
     *ready = started->ready;
+    metrics_urls_.push_back(started->ready.value("metrics_url", ""));
     return std::move(started->process);
+  }
+
+  // The metric families every service exports now ("# TYPE" lines).
+  std::set<std::string> ScrapeFamilies() {
+    std::set<std::string> families;
+    for (const std::string& url : metrics_urls_) {
+      absl::StatusOr<std::string> text = testing::HttpGet(url);
+      EXPECT_THAT(text, IsOk()) << url;
+      if (!text.ok()) continue;
+      for (absl::string_view line : absl::StrSplit(*text, '\n')) {
+        if (!absl::ConsumePrefix(&line, "# TYPE ")) continue;
+        families.emplace(line.substr(0, line.find(' ')));
+      }
+    }
+    return families;
   }
 
   v1::JobStatus Status() {
@@ -114,8 +135,28 @@ class EndToEndTest : public ::testing::Test {
   std::string model_dir_;
   std::string run_dir_;
   std::vector<std::string> logs_;
+  std::vector<std::string> metrics_urls_;
   std::unique_ptr<v1::Scheduler::Stub> stub_;
 };
+
+// The fapo_* metric names a PromQL expression reads: label matchers and
+// by/without/on/ignoring lists (where label names such as fapo_job stand)
+// are cut out first; _bucket/_sum/_count name the histogram's family.
+std::set<std::string> MetricsIn(std::string expr) {
+  static const std::regex kLabels(R"(\{[^}]*\})");
+  static const std::regex kGrouping(
+      R"(\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\))");
+  static const std::regex kName(R"(\bfapo_[a-z0-9_]+)");
+  static const std::regex kHistogramPart(R"(_(bucket|sum|count)$)");
+  expr = std::regex_replace(expr, kLabels, " ");
+  expr = std::regex_replace(expr, kGrouping, " ");
+  std::set<std::string> names;
+  for (auto it = std::sregex_iterator(expr.begin(), expr.end(), kName);
+       it != std::sregex_iterator(); ++it) {
+    names.insert(std::regex_replace(it->str(), kHistogramPart, ""));
+  }
+  return names;
+}
 
 TEST_F(EndToEndTest, TrainsForItsStepsAndAccountsForEveryTrajectory) {
   nlohmann::json ready;
@@ -147,6 +188,7 @@ TEST_F(EndToEndTest, TrainsForItsStepsAndAccountsForEveryTrajectory) {
       testing::StartServices(std::move(trainer_ranks), dir_.path());
   ASSERT_THAT(trainers, IsOk());
   for (testing::StartedService& trainer : *trainers) {
+    metrics_urls_.push_back(trainer.ready.value("metrics_url", ""));
     workers.push_back(std::move(trainer.process));
   }
   for (const auto& [binary, name] :
@@ -158,6 +200,38 @@ TEST_F(EndToEndTest, TrainsForItsStepsAndAccountsForEveryTrajectory) {
     nlohmann::json worker_ready;
     workers.push_back(Start(binary, name, scheduler_flag, &worker_ready));
     ASSERT_NE(workers.back(), nullptr) << name;
+  }
+
+  // Mid-run, every series the Grafana dashboard (deploy/grafana) reads is
+  // exported by some service: a renamed metric breaks the dashboard here,
+  // not on a user's screen. Series that only appear with their first event
+  // (a drop, a regenerated group, a dead worker) are listed, not scraped.
+  ASSERT_TRUE(Eventually([&] { return Status().step() >= 2; },
+                         absl::Seconds(240), absl::Milliseconds(20)))
+      << Status().DebugString() << Logs();
+  {
+    const std::set<std::string> exported = ScrapeFamilies();
+    const std::set<std::string> after_first_event = {
+        "fapo_queue_dropped_total", "fapo_groups_regenerated_total",
+        "fapo_worker_deaths_total"};
+    std::ifstream file(SourcePath("deploy/grafana/fapo-job.json"));
+    nlohmann::json dashboard = nlohmann::json::parse(file, nullptr, false);
+    ASSERT_FALSE(dashboard.is_discarded()) << "fapo-job.json does not parse";
+    int expressions = 0;
+    for (const nlohmann::json& panel : dashboard["panels"]) {
+      if (!panel.contains("targets")) continue;
+      for (const nlohmann::json& target : panel["targets"]) {
+        const std::string expr = target["expr"];
+        ++expressions;
+        for (const std::string& name : MetricsIn(expr)) {
+          EXPECT_TRUE(exported.count(name) == 1 ||
+                      after_first_event.count(name) == 1)
+              << panel["title"] << ": " << name << " is exported by no "
+              << "service (" << expr << ")";
+        }
+      }
+    }
+    EXPECT_GE(expressions, 20);
   }
 
   // The first status that shows the end: the workers leave right after
