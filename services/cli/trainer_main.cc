@@ -206,23 +206,27 @@ int main(int argc, char** argv) {
               "take as long to stop on SIGTERM)");
   };
 #ifdef FAPO_HAVE_TRAINER
-  static const auto rank_address = [] {
+  static const auto rank_address = [](const fapo::config::JobSpec& spec) {
     fapo::trainer::RankAddress address;
     address.rank =
         static_cast<int>(std::clamp<int64_t>(rank, INT32_MIN, INT32_MAX));
     address.rendezvous = rendezvous;
+    address.timeout = absl::Milliseconds(spec.trainer.collective_timeout_ms);
     return address;
   };
   definition.check_flags = [](const fapo::config::JobSpec& spec) {
+    // Above trainer.collective_timeout_ms an idle follower times out
+    // between steps; tests do that on purpose, so it is allowed.
     if (keep_alive_ms < 1) {
       return absl::InvalidArgumentError(absl::StrCat(
           "--rank-keep-alive-ms must be >= 1, got ", keep_alive_ms));
     }
-    return fapo::trainer::ValidateRankAddress(spec, rank_address());
+    return fapo::trainer::ValidateRankAddress(spec, rank_address(spec));
   };
   definition.factory = [](const fapo::cli::ServiceContext& context) {
     return fapo::cli::TrainerInstance::Create(
-        context, rank_address(), absl::Milliseconds(keep_alive_ms));
+        context, rank_address(*context.spec),
+        absl::Milliseconds(keep_alive_ms));
   };
 #else
   definition.missing_note =

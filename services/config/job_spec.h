@@ -302,6 +302,11 @@ struct TrainerOptions {
   int ranks = 1;
   // gloo | nccl. Default gloo; nccl needs policy.device cuda.
   CollectiveBackend backend = CollectiveBackend::kGloo;
+  // How long the ranks wait for one another, in milliseconds: the
+  // rendezvous, and each collective (a step's gradient reduction included,
+  // so a rank slower than this by a whole step fails the group). Default
+  // 300000 (5 minutes), [1000, 86400000].
+  int collective_timeout_ms = 300'000;
   // Peak AdamW learning rate. Default 2e-5, (0, 1].
   double learning_rate = 2e-5;
   // Default 0.01, [0, 10].

@@ -479,6 +479,23 @@ TEST_F(JobSpecErrorsTest, NonStringKeysAndSecondDocuments) {
                           "found 2 (remove the extra '---')"));
 }
 
+// NOTE [stray flow entry] (yaml_document.cc): yaml-cpp's LoadAll never
+// returned on these; the mangled-spec test below found the first.
+TEST_F(JobSpecErrorsTest, AStrayCommaIsAnErrorNotAHang) {
+  EXPECT_THAT(Problems(",job:\n  name: demo\n"),
+              ElementsAre("job.yaml:1:1: invalid YAML: unexpected ',' where a "
+                          "key or value should start"));
+  EXPECT_THAT(Problems("# a comment\n\n, job: {name: demo}\n"),
+              ElementsAre("job.yaml:3:1: invalid YAML: unexpected ',' where a "
+                          "key or value should start"));
+  EXPECT_THAT(Problems("- a\n,\n"),
+              ElementsAre("job.yaml:2:1: invalid YAML: unexpected ',' where a "
+                          "key or value should start"));
+  EXPECT_THAT(Problems(std::string(kHeader) + "---\n,\n"),
+              ElementsAre("job.yaml:6:1: invalid YAML: unexpected ',' where a "
+                          "key or value should start"));
+}
+
 // Random edits of a valid spec: each result parses, and then round-trips, or
 // fails with one InvalidArgumentError whose every line names the source.
 TEST_F(JobSpecErrorsTest, MangledSpecsNeverCrash) {

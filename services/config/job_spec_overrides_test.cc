@@ -115,7 +115,8 @@ TEST(OverridesTest, UnknownKeyIsAnError) {
                   "--set rolout.workers: rolout: unknown key (did you mean "
                   "rollout?)",
                   "--set trainer.lr: trainer.lr: unknown key (known keys "
-                  "here: ranks, backend, learning_rate, weight_decay, "
+                  "here: ranks, backend, collective_timeout_ms, "
+                  "learning_rate, weight_decay, "
                   "adam_beta1, adam_beta2, adam_eps, warmup_steps, "
                   "lr_schedule, min_lr_ratio, grad_clip, "
                   "minibatches_per_step, micro_batch_size, checkpoint_every, "

@@ -196,6 +196,7 @@ JobSpec ExpectedFullSpec() {
   s.algorithm.overlong_penalty = {true, 1024, 256, 0.5};
   s.trainer = {2,
                CollectiveBackend::kNccl,
+               60'000,
                1e-4,
                0.1,
                0.8,

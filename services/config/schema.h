@@ -228,6 +228,8 @@ template <typename S, typename V>
 void VisitTrainer(S& o, V& v) {
   v.Int("ranks", o.ranks, IntRule{1, 4096});
   v.Enum("backend", o.backend, EnumRule{});
+  v.Int("collective_timeout_ms", o.collective_timeout_ms,
+        IntRule{1000, 86'400'000});
   v.Double("learning_rate", o.learning_rate, OpenBelow(0, 1));
   v.Double("weight_decay", o.weight_decay, Closed(0, 10));
   v.Double("adam_beta1", o.adam_beta1, OpenAbove(0, 1));

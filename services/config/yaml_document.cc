@@ -2,6 +2,9 @@
 
 #include <algorithm>
 #include <exception>
+#include <sstream>
+#include <string>
+#include <vector>
 #include <utility>
 
 #include "absl/strings/ascii.h"
@@ -10,6 +13,8 @@
 #include "absl/strings/str_split.h"
 #include "services/config/scalars.h"
 #include "yaml-cpp/depthguard.h"
+#include "yaml-cpp/eventhandler.h"
+#include "yaml-cpp/parser.h"
 #include "yaml-cpp/yaml.h"
 
 namespace fapo::config::internal {
@@ -81,6 +86,53 @@ std::string JoinPath(absl::string_view parent, absl::string_view key) {
 }
 
 namespace {
+
+// NOTE [stray flow entry]: yaml-cpp 0.7's LoadAll never returns on a ','
+// where a block node should start (a file beginning ",job:", or "- a\n,"):
+// each HandleNextDocument reports an empty document at the same place
+// without consuming anything, and LoadAll appends documents until memory
+// runs out. So the documents are counted first, by this handler, in a loop
+// that stops when a document starts where the previous one did; then the
+// first is loaded with YAML::Load, which reads one document only.
+class DocumentStarts final : public YAML::EventHandler {
+ public:
+  struct Start {
+    YAML::Mark document;  // where the document starts
+    YAML::Mark content;   // its first node (the document's when it has none)
+    bool has_content = false;
+  };
+  std::vector<Start> starts;
+
+  void OnDocumentStart(const YAML::Mark& mark) override {
+    starts.push_back({mark, mark, false});
+  }
+  void OnDocumentEnd() override {}
+  void OnNull(const YAML::Mark& mark, YAML::anchor_t) override { Node(mark); }
+  void OnAlias(const YAML::Mark& mark, YAML::anchor_t) override {
+    Node(mark);
+  }
+  void OnScalar(const YAML::Mark& mark, const std::string&, YAML::anchor_t,
+                const std::string&) override {
+    Node(mark);
+  }
+  void OnSequenceStart(const YAML::Mark& mark, const std::string&,
+                       YAML::anchor_t, YAML::EmitterStyle::value) override {
+    Node(mark);
+  }
+  void OnSequenceEnd() override {}
+  void OnMapStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t,
+                  YAML::EmitterStyle::value) override {
+    Node(mark);
+  }
+  void OnMapEnd() override {}
+
+ private:
+  void Node(const YAML::Mark& mark) {
+    if (starts.empty() || starts.back().has_content) return;
+    starts.back().content = mark;
+    starts.back().has_content = true;
+  }
+};
 
 // Copies a yaml-cpp tree into DocNodes. With `fixed_location` set (a --set
 // value), every node is located at `source` itself rather than a line.
@@ -192,19 +244,38 @@ std::optional<DocNode> LoadYamlDocument(absl::string_view yaml_text,
   // yaml-cpp reports every problem by throwing; this is the edge where
   // exceptions become Problems.
   try {
-    std::vector<YAML::Node> documents = YAML::LoadAll(std::string(yaml_text));
-    if (documents.empty()) {
+    // NOTE [stray flow entry]: count the documents without LoadAll.
+    std::istringstream stream{std::string(yaml_text)};
+    YAML::Parser parser(stream);
+    DocumentStarts documents;
+    while (parser.HandleNextDocument(documents)) {
+      const std::vector<DocumentStarts::Start>& starts = documents.starts;
+      const size_t n = starts.size();
+      if (n >= 2 && starts[n - 1].document.pos == starts[n - 2].document.pos) {
+        const YAML::Mark& stuck = starts[n - 1].document;
+        const char c = stuck.pos >= 0 &&
+                               static_cast<size_t>(stuck.pos) < yaml_text.size()
+                           ? yaml_text[stuck.pos]
+                           : '?';
+        problems->push_back(
+            {converter.At(stuck), "",
+             absl::StrCat("invalid YAML: unexpected '", std::string(1, c),
+                          "' where a key or value should start")});
+        return std::nullopt;
+      }
+    }
+    if (documents.starts.empty()) {
       DocNode empty;
       empty.location = Location{std::string(source)};
       return empty;
     }
-    if (documents.size() > 1) {
+    if (documents.starts.size() > 1) {
       problems->push_back(
-          {converter.At(documents[1].Mark()), "",
+          {converter.At(documents.starts[1].content), "",
            absl::StrCat("a job spec is one YAML document, found ",
-                        documents.size(), " (remove the extra '---')")});
+                        documents.starts.size(), " (remove the extra '---')")});
     }
-    return converter.Convert(documents[0], "");
+    return converter.Convert(YAML::Load(std::string(yaml_text)), "");
   } catch (const YAML::DeepRecursion& e) {
     // Its mark is 0:0 and its message "bad file": say what happened instead.
     problems->push_back({Location{std::string(source)}, "",

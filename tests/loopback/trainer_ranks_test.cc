@@ -196,6 +196,28 @@ TEST_F(TrainerRanksTest, BadRankFlagsAreRefused) {
   }
 }
 
+// trainer.collective_timeout_ms bounds the wait for the other ranks: a
+// rank whose peers never come gives up after it, not after the default
+// five minutes.
+TEST_F(TrainerRanksTest, ARankAloneGivesUpAfterTheCollectiveTimeout) {
+  absl::StatusOr<int> port = testing::FreeLoopbackPort();
+  ASSERT_THAT(port, IsOk());
+  const absl::Time start = absl::Now();
+  auto result = testing::RunCommand(
+      {BinaryPath("fapo-trainer"), "--config",
+       SourcePath("configs/quickstart.yaml"), "--set", "trainer.ranks=2",
+       "--set", "trainer.collective_timeout_ms=2000", "--set",
+       "metrics.enabled=false", "--rank", "1", "--rendezvous",
+       absl::StrCat("127.0.0.1:", *port), "--rank-keep-alive-ms", "500"},
+      absl::Seconds(120));
+  ASSERT_THAT(result, IsOk());
+  EXPECT_EQ(result->exit_code, 1) << result->stderr_text;
+  EXPECT_LT(absl::Now() - start, absl::Seconds(60))
+      << result->stdout_text << result->stderr_text;
+  EXPECT_THAT(result->stdout_text + result->stderr_text,
+              HasSubstr("rank 1"));
+}
+
 // A measurement, not a check (scripts/bench-trainer-ranks.sh runs it):
 // the median step time (rank 0's metrics.step_time) of one trainer and of
 // two ranks on the same GRPO batches. On a machine with fewer free cores
