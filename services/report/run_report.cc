@@ -3,7 +3,6 @@
 #include <dirent.h>
 
 #include <algorithm>
-#include <cerrno>
 #include <cmath>
 #include <cstdint>
 #include <limits>
@@ -94,7 +93,6 @@ class Mean {
     ++count_;
   }
   double value() const { return count_ == 0 ? kNone : sum_ / count_; }
-  int64_t count() const { return count_; }
 
  private:
   double sum_ = 0;
