@@ -5,7 +5,7 @@
 #     -> target fapo_status, alias fapo::status
 #   fapo_cc_test(NAME status_macros_test SRCS status_macros_test.cc
 #                DEPS fapo::status [LABELS slow] [TIMEOUT 60])
-#   fapo_cc_binary(NAME fapo SRCS fapo_main.cc DEPS fapo::cli)
+#   fapo_cc_binary(NAME fapo SRCS fapo_main.cc DEPS fapo::service_main)
 #
 # Project code compiles with -Wall -Wextra -Werror; FAPO_SANITIZE adds
 # -fsanitize=<list> to every project target.

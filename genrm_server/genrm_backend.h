@@ -23,7 +23,7 @@
 //                        endpoint (vLLM, SGLang serving a GenRM)
 //   model/               `model`: a causal LM from engine/ (LibTorch)
 //
-// The binary is services/cli/genrm_server_main.cc (fapo-genrm-server).
+// The binary is apps/genrm_server_main.cc (fapo-genrm-server).
 #ifndef FAPO_GENRM_SERVER_GENRM_BACKEND_H_
 #define FAPO_GENRM_SERVER_GENRM_BACKEND_H_
 

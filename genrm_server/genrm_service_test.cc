@@ -20,6 +20,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "services/metrics/metrics_registry.h"
+#include "services/metrics/metrics_testing.h"
 #include "services/rpc/channel.h"
 #include "services/rpc/server.h"
 #include "services/rpc/status_conversion.h"
@@ -91,27 +92,12 @@ class GenrmServiceTest : public ::testing::Test {
     return response.verdict();
   }
 
-  const metrics::FamilySnapshot* Family(const std::string& name) {
-    snapshot_ = registry_->Collect();
-    for (const metrics::FamilySnapshot& family : snapshot_) {
-      if (family.name == name) return &family;
-    }
-    return nullptr;
-  }
   double CounterValue(const std::string& name, const std::string& label) {
-    const metrics::FamilySnapshot* family = Family(name);
-    if (family == nullptr) return -1;
-    for (const metrics::MetricSnapshot& metric : family->metrics) {
-      if (metric.label_values == std::vector<std::string>{label}) {
-        return metric.value;
-      }
-    }
-    return 0;
+    return metrics::testing::Read(*registry_, name, {label}).value_or(0);
   }
   uint64_t HistogramCount(const std::string& name) {
-    const metrics::FamilySnapshot* family = Family(name);
-    if (family == nullptr || family->metrics.empty()) return 0;
-    return family->metrics[0].histogram.count;
+    return static_cast<uint64_t>(
+        metrics::testing::Read(*registry_, name).value_or(0));
   }
 
   std::unique_ptr<metrics::MetricsRegistry> registry_;
@@ -119,7 +105,6 @@ class GenrmServiceTest : public ::testing::Test {
   std::unique_ptr<GenrmService> service_;
   std::unique_ptr<rpc::RpcServer> server_;
   std::unique_ptr<fapo::v1::GenRM::Stub> stub_;
-  std::vector<metrics::FamilySnapshot> snapshot_;
 };
 
 std::unique_ptr<GenrmBackend> Rule() {

@@ -18,6 +18,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "services/metrics/metrics_registry.h"
+#include "services/metrics/metrics_testing.h"
 #include "services/status/status_matchers.h"
 #include "tests/support/subprocess.h"
 
@@ -404,29 +405,24 @@ TEST_F(RolloutWorkerTest, ExportsMetrics) {
   EXPECT_FALSE(Update(1).ok());
   fetcher_->CorruptMessage(-1);
   ASSERT_OK(Update(1));
-  std::map<std::string, double> values;
-  for (const metrics::FamilySnapshot& family : registry->Collect()) {
-    for (const metrics::MetricSnapshot& metric : family.metrics) {
-      std::string key = family.name;
-      for (size_t i = 0; i < metric.label_values.size(); ++i) {
-        key += "{" + family.label_names[i] + "=" + metric.label_values[i] + "}";
-      }
-      values[key] = metric.value;
-    }
-  }
+  namespace mt = metrics::testing;
   double trajectories = 0;
-  for (const auto& [key, value] : values) {
-    if (key.rfind("fapo_rollout_worker_trajectories_total{", 0) == 0) {
-      trajectories += value;
-    }
+  for (const metrics::Labels& labels :
+       mt::SeriesLabels(*registry, "fapo_rollout_worker_trajectories_total")) {
+    trajectories +=
+        *mt::Value(*registry, "fapo_rollout_worker_trajectories_total", labels);
   }
   EXPECT_EQ(trajectories, 3);
-  EXPECT_EQ(values["fapo_rollout_worker_tokens_total"], tokens);
-  EXPECT_EQ(values["fapo_rollout_worker_weight_syncs_total{result=ok}"], 1);
-  EXPECT_EQ(values["fapo_rollout_worker_weight_syncs_total{result=error}"], 1);
-  EXPECT_EQ(values["fapo_rollout_worker_weight_sync_bytes_total"],
+  EXPECT_EQ(mt::Value(*registry, "fapo_rollout_worker_tokens_total"), tokens);
+  EXPECT_EQ(mt::Value(*registry, "fapo_rollout_worker_weight_syncs_total",
+                      {{"result", "ok"}}),
+            1);
+  EXPECT_EQ(mt::Value(*registry, "fapo_rollout_worker_weight_syncs_total",
+                      {{"result", "error"}}),
+            1);
+  EXPECT_EQ(mt::Value(*registry, "fapo_rollout_worker_weight_sync_bytes_total"),
             next_weights_->manifest.total_bytes());
-  EXPECT_EQ(values["fapo_rollout_worker_policy_version"], 1);
+  EXPECT_EQ(mt::Value(*registry, "fapo_rollout_worker_policy_version"), 1);
 }
 
 TEST_F(RolloutWorkerTest, ShutdownEndsEverythingUnavailable) {

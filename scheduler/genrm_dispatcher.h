@@ -65,7 +65,7 @@
 #include "absl/time/time.h"
 #include "fapo/v1/common.pb.h"
 #include "fapo/v1/genrm.pb.h"
-#include "scheduler/genrm_client.h"
+#include "scheduler/clients/genrm_client.h"
 #include "services/clock/clock.h"
 #include "services/metrics/metrics_registry.h"
 

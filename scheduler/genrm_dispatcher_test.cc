@@ -14,9 +14,10 @@
 #include "absl/synchronization/mutex.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "scheduler/fake_genrm_client.h"
+#include "scheduler/clients/fake_genrm_client.h"
 #include "services/clock/fake_clock.h"
 #include "services/metrics/metrics_registry.h"
+#include "services/metrics/metrics_testing.h"
 #include "services/status/status_matchers.h"
 
 namespace fapo::scheduler {
@@ -52,28 +53,13 @@ GenrmServer Server(const std::string& id, int capacity = 64) {
 // Value of one counter or gauge series, or -1 when absent.
 double MetricValue(metrics::MetricsRegistry& registry, const std::string& name,
                    const std::vector<std::string>& label_values = {}) {
-  for (const metrics::FamilySnapshot& family : registry.Collect()) {
-    if (family.name != name) continue;
-    for (const metrics::MetricSnapshot& metric : family.metrics) {
-      if (metric.label_values == label_values) {
-        return family.type == metrics::MetricType::kHistogram
-                   ? static_cast<double>(metric.histogram.count)
-                   : metric.value;
-      }
-    }
-  }
-  return -1;
+  return metrics::testing::Read(registry, name, label_values).value_or(-1);
 }
 
 // Sum of a histogram without labels, or -1 when absent.
 double HistogramSum(metrics::MetricsRegistry& registry,
                     const std::string& name) {
-  for (const metrics::FamilySnapshot& family : registry.Collect()) {
-    if (family.name == name && family.metrics.size() == 1) {
-      return family.metrics[0].histogram.sum;
-    }
-  }
-  return -1;
+  return metrics::testing::HistogramSum(registry, name).value_or(-1);
 }
 
 class GenrmDispatcherTest : public ::testing::Test {
@@ -571,12 +557,12 @@ TEST_F(GenrmDispatcherTest, InlineCompletionDeliversBeforeSubmitReturns) {
 // the result that Score then delivers inline.
 TEST_F(GenrmDispatcherTest, CancelDuringScoreDropsTheInlineResult) {
   Make();
-  client_.SetAutoResponder([this](const GenrmServer&,
-                                  const v1::ScoreRequest& request)
-                               -> std::optional<absl::StatusOr<v1::Verdict>> {
-    EXPECT_TRUE(dispatcher_->Cancel(request.trajectory_id()));
-    return Flawed(0);
-  });
+  client_.SetAutoResponder(
+      [this](const GenrmServer&, const v1::ScoreRequest& request)
+          -> std::optional<absl::StatusOr<v1::Verdict>> {
+        EXPECT_TRUE(dispatcher_->Cancel(request.trajectory_id()));
+        return Flawed(0);
+      });
   dispatcher_->AddServer(Server("a"));
   ASSERT_THAT(dispatcher_->Submit(Request("t1")), IsOk());
   EXPECT_EQ(client_.num_calls(), 1);
@@ -592,15 +578,15 @@ TEST_F(GenrmDispatcherTest, CancelDuringScoreDropsTheInlineResult) {
 TEST_F(GenrmDispatcherTest, ServerRemovedDuringScoreRequeuesPastInlineResult) {
   Make();
   int calls = 0;
-  client_.SetAutoResponder([this, &calls](const GenrmServer& server,
-                                          const v1::ScoreRequest&)
-                               -> std::optional<absl::StatusOr<v1::Verdict>> {
-    if (calls++ == 0) {
-      dispatcher_->RemoveServer(server.worker_id);
-      return Flawed(3);  // from the server that is gone: not delivered
-    }
-    return Flawed(-1);
-  });
+  client_.SetAutoResponder(
+      [this, &calls](const GenrmServer& server, const v1::ScoreRequest&)
+          -> std::optional<absl::StatusOr<v1::Verdict>> {
+        if (calls++ == 0) {
+          dispatcher_->RemoveServer(server.worker_id);
+          return Flawed(3);  // from the server that is gone: not delivered
+        }
+        return Flawed(-1);
+      });
   dispatcher_->AddServer(Server("a"));
   dispatcher_->AddServer(Server("b"));
   ASSERT_THAT(dispatcher_->Submit(Request("t1")), IsOk());

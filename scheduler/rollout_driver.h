@@ -6,10 +6,11 @@
 // Placement: a worker runs at most `capacity` groups at once (its
 // WorkerInfo); a new group goes to the live worker with the most free
 // slots among those whose known policy version (registration, heartbeats,
-// weight updates) is at least Scheduler::min_policy_version(). A stream that ends early (error, cancel, a worker that died or
-// was declared dead, fewer samples than asked, a malformed trajectory)
-// aborts its group: the Scheduler drops the group, counts a failure and
-// generates the prompt again (NOTE [no progress]).
+// weight updates) is at least Scheduler::min_policy_version(). A stream that
+// ends early (error, cancel, a worker that died or was declared dead, fewer
+// samples than asked, a malformed trajectory) aborts its group: the Scheduler
+// drops the group, counts a failure and generates the prompt again (NOTE [no
+// progress]).
 //
 // Seeds: NOTE [sampling seeds] at GroupSamplingSeed.
 //
@@ -32,7 +33,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "fapo/v1/common.pb.h"
-#include "scheduler/rollout_client.h"
+#include "scheduler/clients/rollout_client.h"
 #include "scheduler/scheduler.h"
 
 namespace fapo::scheduler {

@@ -9,8 +9,8 @@
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "scheduler/fake_genrm_client.h"
-#include "scheduler/fake_rollout_client.h"
+#include "scheduler/clients/fake_genrm_client.h"
+#include "scheduler/clients/fake_rollout_client.h"
 #include "services/clock/fake_clock.h"
 #include "services/status/status_matchers.h"
 
@@ -34,8 +34,8 @@ class RolloutDriverTest : public ::testing::Test {
     SchedulerOptions options = SchedulerOptionsFromSpec(spec);
     options.clock = &clock_;
     options.max_consecutive_failures = 100;
-    scheduler_ = *Scheduler::Create(options, *MakePromptSource(spec),
-                                    *MakeAnswerVerifier(spec), &genrm_);
+    scheduler_ = *Scheduler::Create(options, *tasks::MakePromptSource(spec),
+                                    *tasks::MakeAnswerVerifier(spec), &genrm_);
     driver_ = *RolloutDriver::Create(RolloutDriverOptionsFromSpec(spec),
                                      scheduler_.get(), &rollout_);
   }
@@ -73,13 +73,15 @@ TEST_F(RolloutDriverTest, FillsFreeSlotsUpToTheStalenessBudget) {
   // Budget: (1 + 1) * 2 = 4 groups; slots: 3.
   ASSERT_EQ(rollout_.num_streams(), 3);
   std::multiset<std::string> workers;
-  for (int i = 0; i < 3; ++i) workers.insert(rollout_.stream(i).worker.worker_id);
+  for (int i = 0; i < 3; ++i)
+    workers.insert(rollout_.stream(i).worker.worker_id);
   EXPECT_EQ(workers.count("r2"), 2u);
   v1::GenerateRequest request = rollout_.stream(0).request;
   EXPECT_EQ(request.num_samples(), 2);
   EXPECT_FLOAT_EQ(request.sampling().temperature(), 0.7f);
   EXPECT_EQ(request.sampling().max_new_tokens(), 33);
-  EXPECT_NE(request.sampling().seed(), rollout_.stream(1).request.sampling().seed());
+  EXPECT_NE(request.sampling().seed(),
+            rollout_.stream(1).request.sampling().seed());
   EXPECT_EQ(request.sampling().seed(),
             GroupSamplingSeed(5, request.prompt().prompt_id()));
   EXPECT_FALSE(request.prompt().text().empty());

@@ -90,15 +90,15 @@
 #include "fapo/v1/common.pb.h"
 #include "fapo/v1/scheduler.pb.h"
 #include "fapo/v1/scheduler_state.pb.h"
-#include "scheduler/genrm_client.h"
+#include "scheduler/clients/genrm_client.h"
 #include "scheduler/genrm_dispatcher.h"
-#include "scheduler/task_source.h"
 #include "scheduler/trajectory_outcome_sink.h"
 #include "scheduler/trajectory_queue.h"
 #include "scheduler/worker_registry.h"
 #include "services/clock/clock.h"
 #include "services/config/job_spec.h"
 #include "services/metrics/metrics_registry.h"
+#include "tasks/task_source.h"
 
 namespace fapo::scheduler {
 
@@ -176,8 +176,8 @@ class Scheduler {
   // .cc): complete groups stay, incomplete ones are generated again.
   // InvalidArgument for bad options or a bad snapshot.
   static absl::StatusOr<std::unique_ptr<Scheduler>> Create(
-      SchedulerOptions options, std::unique_ptr<PromptSource> prompts,
-      std::unique_ptr<AnswerVerifier> verifier, GenrmClient* client,
+      SchedulerOptions options, std::unique_ptr<tasks::PromptSource> prompts,
+      std::unique_ptr<tasks::AnswerVerifier> verifier, GenrmClient* client,
       const v1::SchedulerSnapshot* resume = nullptr);
 
   Scheduler(const Scheduler&) = delete;
@@ -276,14 +276,17 @@ class Scheduler {
   struct GroupInfo {
     std::shared_ptr<const v1::Prompt> prompt;
     // verifier_->ForPrompt(prompt): the answer check, prepared per group.
-    std::shared_ptr<const PromptVerifier> verifier;
+    std::shared_ptr<const tasks::PromptVerifier> verifier;
     int64_t min_version = INT64_MAX;  // oldest member's policy_version
     bool has_members = false;
   };
-  struct Metrics;
+  struct Metrics;  // scheduler_internal.h
+  static absl::StatusOr<std::unique_ptr<Metrics>> NewMetrics(
+      metrics::MetricsRegistry* registry);
 
-  Scheduler(SchedulerOptions options, std::unique_ptr<PromptSource> prompts,
-            std::unique_ptr<AnswerVerifier> verifier);
+  Scheduler(SchedulerOptions options,
+            std::unique_ptr<tasks::PromptSource> prompts,
+            std::unique_ptr<tasks::AnswerVerifier> verifier);
   absl::Status Init(GenrmClient* client, const v1::SchedulerSnapshot* resume);
   absl::Status RestoreLocked(const v1::SchedulerSnapshot& snapshot,
                              std::vector<std::string>* interrupted)
@@ -292,16 +295,23 @@ class Scheduler {
   void OnVerdict(const std::string& trajectory_id, v1::Verdict&& verdict);
   void OnWorkerChange(const v1::WorkerInfo& info, v1::WorkerState state);
 
-  // Drops an open group (queue + dispatcher), queues its prompt for
-  // regeneration and frees its admission slot.
-  void DropAndRegenerate(const std::string& group_id,
-                         absl::string_view reason);
-  // Tells options_.outcomes (must be set) that the queue dropped
-  // `records`, members of the group of `prompt`, for `reason`; with
-  // `has_reward` their flawed and reward fields were set (group scored).
-  void ReportDropped(std::vector<v1::TrajectoryRecord> records,
-                     std::shared_ptr<const v1::Prompt> prompt,
-                     absl::string_view reason, bool has_reward);
+  // Drops an open group (queue + dispatcher) and queues its prompt for
+  // regeneration (NOTE [dropping a group] in scheduler_batches.cc).
+  void DropAndRegenerate(const std::string& group_id, absl::string_view reason);
+  // What every group drop does once its trajectories left the queue: frees
+  // the admission slot, reports `dropped` to options_.outcomes and, when
+  // `regenerate`, queues `prompt` again and counts it (counter and metric).
+  void FinishGroupDropLocked(const v1::Prompt& prompt,
+                             std::vector<DroppedTrajectory> dropped,
+                             absl::string_view reason, bool regenerate)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // `records` (members of the group of `prompt`) as options_.outcomes takes
+  // them; empty without outcomes. With `rewards` (the group was scored)
+  // their flawed and reward fields are set.
+  std::vector<DroppedTrajectory> DroppedFromRecords(
+      std::vector<v1::TrajectoryRecord> records,
+      const std::shared_ptr<const v1::Prompt>& prompt, absl::string_view reason,
+      const std::vector<double>* rewards = nullptr) const;
   // Scores complete groups into pending_groups_ until a batch is full.
   void FillPendingLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   bool IsStaleLocked(int64_t version) const ABSL_SHARED_LOCKS_REQUIRED(mu_);
@@ -312,6 +322,16 @@ class Scheduler {
   void NoteFailureLocked(absl::string_view what)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void FailLocked(absl::string_view error) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // What Tick reads of the GenRM side for CheckGenrmStallLocked.
+  struct GenrmWaiting {
+    int64_t waiting = 0;     // trajectories waiting for a server
+    bool no_server = false;  // no GenRM server alive
+    absl::Time oldest;       // when the oldest of them started waiting
+  };
+  void CheckGenrmStallLocked(const GenrmWaiting& genrm, absl::Time now)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The one place state_ changes after Init (and fapo_job_state with it).
+  void SetStateLocked(v1::JobState state) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void CountLocked(absl::string_view counter, int64_t delta = 1)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void SetCounterLocked(absl::string_view counter, int64_t value)
@@ -319,22 +339,21 @@ class Scheduler {
 
   const SchedulerOptions options_;
   Clock* const clock_;
-  const std::unique_ptr<AnswerVerifier> verifier_;
+  const std::unique_ptr<tasks::AnswerVerifier> verifier_;
   std::unique_ptr<Metrics> metrics_;
   std::unique_ptr<TrajectoryQueue> queue_;
   std::unique_ptr<WorkerRegistry> registry_;
   std::unique_ptr<GenrmDispatcher> dispatcher_;
 
   mutable absl::Mutex mu_;
-  std::unique_ptr<PromptSource> prompts_ ABSL_GUARDED_BY(mu_);
+  std::unique_ptr<tasks::PromptSource> prompts_ ABSL_GUARDED_BY(mu_);
   v1::JobState state_ ABSL_GUARDED_BY(mu_) = v1::JOB_STATE_RUNNING;
   std::string error_ ABSL_GUARDED_BY(mu_);
   int64_t steps_done_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t policy_version_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t next_group_ ABSL_GUARDED_BY(mu_) = 0;
   // Admitted groups not yet taken into a batch or dropped.
-  absl::flat_hash_map<std::string, GroupInfo> open_groups_
-      ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<std::string, GroupInfo> open_groups_ ABSL_GUARDED_BY(mu_);
   std::deque<v1::Prompt> regenerate_ ABSL_GUARDED_BY(mu_);
   // Groups admitted and not yet trained or dropped (NOTE [staleness]).
   int64_t outstanding_groups_ ABSL_GUARDED_BY(mu_) = 0;

@@ -43,9 +43,9 @@
 #include "benchmark/benchmark.h"
 #include "fapo/v1/genrm.grpc.pb.h"
 #include "fapo/v1/rollout.grpc.pb.h"
-#include "scheduler/fake_genrm_client.h"
-#include "scheduler/grpc_genrm_client.h"
-#include "scheduler/grpc_rollout_client.h"
+#include "scheduler/clients/fake_genrm_client.h"
+#include "scheduler/clients/grpc_genrm_client.h"
+#include "scheduler/clients/grpc_rollout_client.h"
 #include "scheduler/rollout_driver.h"
 #include "scheduler/samples_writer.h"
 #include "scheduler/scheduler.h"
@@ -89,8 +89,8 @@ v1::Verdict Sound(const v1::ScoreRequest& request) {
 class NoopGenrmClient final : public GenrmClient {
  public:
   std::unique_ptr<GenrmCall> Score(const GenrmServer& server,
-                                   const v1::ScoreRequest& request,
-                                   absl::Time, Done done) override {
+                                   const v1::ScoreRequest& request, absl::Time,
+                                   Done done) override {
     v1::Verdict verdict = Sound(request);
     verdict.set_genrm_server_id(server.worker_id);
     done(std::move(verdict));
@@ -121,8 +121,8 @@ std::unique_ptr<Scheduler> NewScheduler(
   spec.data.task = config::Task::kArith;
   SchedulerOptions options = Options();
   options.outcomes = outcomes;
-  auto scheduler = Scheduler::Create(options, *MakePromptSource(spec),
-                                     *MakeAnswerVerifier(spec), client);
+  auto scheduler = Scheduler::Create(options, *tasks::MakePromptSource(spec),
+                                     *tasks::MakeAnswerVerifier(spec), client);
   if (!scheduler.ok()) {
     FAPO_LOG(ERROR) << scheduler.status();
     std::abort();
@@ -130,9 +130,8 @@ std::unique_ptr<Scheduler> NewScheduler(
   return *std::move(scheduler);
 }
 
-void Register(Scheduler& scheduler, v1::WorkerRole role,
-              const std::string& id, const std::string& address,
-              int capacity) {
+void Register(Scheduler& scheduler, v1::WorkerRole role, const std::string& id,
+              const std::string& address, int capacity) {
   v1::WorkerInfo info;
   info.set_worker_id(id);
   info.set_role(role);
@@ -241,9 +240,15 @@ void BM_InProcessProducers(benchmark::State& state) {
     delete client;
   }
 }
-BENCHMARK(BM_InProcessProducers)->Unit(benchmark::kMicrosecond)->MinTime(2.0)
-    ->UseRealTime()->Threads(1)->Threads(2);
-BENCHMARK(BM_InProcess)->Unit(benchmark::kMicrosecond)->MinTime(2.0)
+BENCHMARK(BM_InProcessProducers)
+    ->Unit(benchmark::kMicrosecond)
+    ->MinTime(2.0)
+    ->UseRealTime()
+    ->Threads(1)
+    ->Threads(2);
+BENCHMARK(BM_InProcess)
+    ->Unit(benchmark::kMicrosecond)
+    ->MinTime(2.0)
     ->UseRealTime();
 
 void BM_InProcessWithSamples(benchmark::State& state) {
@@ -316,11 +321,10 @@ class NoopGenrm final : public v1::GenRM::CallbackService {
 void RunGrpcLoopback(benchmark::State& state, bool genrm_over_grpc) {
   FakeGenrmClient fake;
   fake.set_record(false);
-  fake.SetAutoResponder(
-      [](const GenrmServer&, const v1::ScoreRequest& request)
-          -> std::optional<absl::StatusOr<v1::Verdict>> {
-        return Sound(request);
-      });
+  fake.SetAutoResponder([](const GenrmServer&, const v1::ScoreRequest& request)
+                            -> std::optional<absl::StatusOr<v1::Verdict>> {
+    return Sound(request);
+  });
   StreamingRollout rollout;
   NoopGenrm genrm;
   rpc::ServerOptions server_options;
@@ -332,15 +336,14 @@ void RunGrpcLoopback(benchmark::State& state, bool genrm_over_grpc) {
     state.SkipWithError("cannot start the loopback server");
     return;
   }
-  std::unique_ptr<GrpcGenrmClient> grpc_genrm =
-      *GrpcGenrmClient::Create({});
+  std::unique_ptr<GrpcGenrmClient> grpc_genrm = *GrpcGenrmClient::Create({});
   GenrmClient* client =
       genrm_over_grpc ? static_cast<GenrmClient*>(grpc_genrm.get()) : &fake;
   std::unique_ptr<Scheduler> scheduler = NewScheduler(client);
   Register(*scheduler, v1::WORKER_ROLE_GENRM, "genrm", (*server)->address(),
            256);
-  Register(*scheduler, v1::WORKER_ROLE_ROLLOUT, "rollout",
-           (*server)->address(), 8);
+  Register(*scheduler, v1::WORKER_ROLE_ROLLOUT, "rollout", (*server)->address(),
+           8);
   std::unique_ptr<GrpcRolloutClient> rollout_client =
       *GrpcRolloutClient::Create({});
   RolloutDriverOptions driver_options;
@@ -363,12 +366,16 @@ void RunGrpcLoopback(benchmark::State& state, bool genrm_over_grpc) {
 }
 
 void BM_GrpcLoopback(benchmark::State& state) { RunGrpcLoopback(state, false); }
-BENCHMARK(BM_GrpcLoopback)->Unit(benchmark::kMillisecond)->MinTime(3.0)
+BENCHMARK(BM_GrpcLoopback)
+    ->Unit(benchmark::kMillisecond)
+    ->MinTime(3.0)
     ->UseRealTime();
 void BM_GrpcLoopbackGenrm(benchmark::State& state) {
   RunGrpcLoopback(state, true);
 }
-BENCHMARK(BM_GrpcLoopbackGenrm)->Unit(benchmark::kMillisecond)->MinTime(3.0)
+BENCHMARK(BM_GrpcLoopbackGenrm)
+    ->Unit(benchmark::kMillisecond)
+    ->MinTime(3.0)
     ->UseRealTime();
 
 // Arrival -> dispatch at range(0) trajectories per second.
@@ -426,8 +433,13 @@ void BM_DispatchLatency(benchmark::State& state) {
 }
 // Rates: about 1/8, 1/4 and 1/2 of BM_InProcess's median on the 2-core
 // development machine (about 600k/s).
-BENCHMARK(BM_DispatchLatency)->Arg(75000)->Arg(150000)->Arg(300000)
-    ->Unit(benchmark::kMicrosecond)->MinTime(2.0)->UseRealTime();
+BENCHMARK(BM_DispatchLatency)
+    ->Arg(75000)
+    ->Arg(150000)
+    ->Arg(300000)
+    ->Unit(benchmark::kMicrosecond)
+    ->MinTime(2.0)
+    ->UseRealTime();
 
 // ---- Redis streams -----------------------------------------------------
 
@@ -498,8 +510,7 @@ void BM_RedisStreams(benchmark::State& state) {
       }
     }
     auto* read = static_cast<redisReply*>(redisCommand(
-        redis,
-        "XREADGROUP GROUP scheduler c1 COUNT %d STREAMS trajectories >",
+        redis, "XREADGROUP GROUP scheduler c1 COUNT %d STREAMS trajectories >",
         kBatch));
     if (read == nullptr || read->type != REDIS_REPLY_ARRAY ||
         read->elements != 1) {
@@ -516,9 +527,9 @@ void BM_RedisStreams(benchmark::State& state) {
       lengths.push_back(entry_id->len);
     }
     const int64_t read_count = static_cast<int64_t>(entries->elements);
-    if (!Ok(static_cast<redisReply*>(redisCommandArgv(
-            redis, static_cast<int>(argv.size()), argv.data(),
-            lengths.data())))) {
+    if (!Ok(static_cast<redisReply*>(
+            redisCommandArgv(redis, static_cast<int>(argv.size()), argv.data(),
+                             lengths.data())))) {
       freeReplyObject(read);
       state.SkipWithError("XACK failed");
       break;
@@ -532,7 +543,9 @@ void BM_RedisStreams(benchmark::State& state) {
   redisFree(redis);
   state.SetItemsProcessed(items);
 }
-BENCHMARK(BM_RedisStreams)->Unit(benchmark::kMillisecond)->MinTime(2.0)
+BENCHMARK(BM_RedisStreams)
+    ->Unit(benchmark::kMillisecond)
+    ->MinTime(2.0)
     ->UseRealTime();
 
 }  // namespace
@@ -540,7 +553,7 @@ BENCHMARK(BM_RedisStreams)->Unit(benchmark::kMillisecond)->MinTime(2.0)
 
 int main(int argc, char** argv) {
   // As in the services (NOTE [mutex deadlock detection] in
-  // services/cli/service_main.cc): Debian's abseil records a lock graph on
+  // apps/service_main.cc): Debian's abseil records a lock graph on
   // every acquisition unless told not to.
   absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   // NOTE [allocator] in CMakeLists.txt: the figures

@@ -4,8 +4,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
-#include "services/cli/spec_bridge.h"
 #include "services/logging/log.h"
+#include "services/runtime/spec_bridge.h"
 #include "services/status/status_macros.h"
 
 namespace fapo::scheduler {
@@ -29,11 +29,13 @@ absl::StatusOr<v1::ResumeState> AskResumeState(TrainerClient& trainer,
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<cli::ServiceInstance>> SchedulerServer::Create(
-    const cli::ServiceContext& context, const std::string& trainer_address) {
+absl::StatusOr<std::unique_ptr<runtime::ServiceInstance>>
+SchedulerServer::Create(const runtime::ServiceContext& context,
+                        const std::string& trainer_address) {
   const config::JobSpec& spec = *context.spec;
   std::unique_ptr<SchedulerServer> server(new SchedulerServer());
-  const rpc::SecurityOptions security = cli::RpcSecurityFromSpec(spec.security);
+  const rpc::SecurityOptions security =
+      runtime::RpcSecurityFromSpec(spec.security);
 
   GrpcGenrmClientOptions genrm_options;
   genrm_options.channel.security = security;
@@ -56,20 +58,20 @@ absl::StatusOr<std::unique_ptr<cli::ServiceInstance>> SchedulerServer::Create(
                      AskResumeState(*server->trainer_client_, trainer_address));
     if (state.step() > 0) {
       if (!snapshot.ParseFromString(state.scheduler_snapshot())) {
-        return absl::DataLossError(absl::StrCat(
-            "the scheduler snapshot in checkpoint ", state.checkpoint_path(),
-            " does not parse"));
+        return absl::DataLossError(
+            absl::StrCat("the scheduler snapshot in checkpoint ",
+                         state.checkpoint_path(), " does not parse"));
       }
       resume = true;
       FAPO_LOG(INFO) << "resuming at step " << state.step() << " from "
                      << state.checkpoint_path();
     }
   }
-  ASSIGN_OR_RETURN(
-      std::unique_ptr<PromptSource> prompts,
-      MakePromptSource(spec, resume ? snapshot.prompt_source_position() : 0));
-  ASSIGN_OR_RETURN(std::unique_ptr<AnswerVerifier> verifier,
-                   MakeAnswerVerifier(spec));
+  ASSIGN_OR_RETURN(std::unique_ptr<tasks::PromptSource> prompts,
+                   tasks::MakePromptSource(
+                       spec, resume ? snapshot.prompt_source_position() : 0));
+  ASSIGN_OR_RETURN(std::unique_ptr<tasks::AnswerVerifier> verifier,
+                   tasks::MakeAnswerVerifier(spec));
   SchedulerOptions options = SchedulerOptionsFromSpec(spec);
   if (spec.scheduler.deterministic) {
     // NOTE [deterministic mode]: the verdicts must repeat too.
@@ -95,12 +97,13 @@ absl::StatusOr<std::unique_ptr<cli::ServiceInstance>> SchedulerServer::Create(
     options.outcomes = server->samples_.get();
   }
   server->tick_interval_ = options.workers.heartbeat_interval;
-  ASSIGN_OR_RETURN(server->scheduler_,
-                   Scheduler::Create(std::move(options), std::move(prompts),
-                                     std::move(verifier),
-                                     server->genrm_client_.get(),
-                                     resume ? &snapshot : nullptr));
-  server->service_ = std::make_unique<SchedulerService>(server->scheduler_.get());
+  ASSIGN_OR_RETURN(
+      server->scheduler_,
+      Scheduler::Create(std::move(options), std::move(prompts),
+                        std::move(verifier), server->genrm_client_.get(),
+                        resume ? &snapshot : nullptr));
+  server->service_ =
+      std::make_unique<SchedulerService>(server->scheduler_.get());
   ASSIGN_OR_RETURN(server->driver_,
                    RolloutDriver::Create(RolloutDriverOptionsFromSpec(spec),
                                          server->scheduler_.get(),
@@ -113,7 +116,7 @@ absl::StatusOr<std::unique_ptr<cli::ServiceInstance>> SchedulerServer::Create(
                                          server->scheduler_.get(),
                                          server->trainer_client_.get(),
                                          server->trainer_client_.get()));
-  return std::unique_ptr<cli::ServiceInstance>(std::move(server));
+  return std::unique_ptr<runtime::ServiceInstance>(std::move(server));
 }
 
 SchedulerServer::~SchedulerServer() { OnStopping(); }
@@ -153,13 +156,12 @@ void SchedulerServer::TickLoop() {
     if (finished == absl::InfiniteFuture()) {
       finished = now;
       if (state == v1::JOB_STATE_FAILED) {
-        FAPO_LOG(ERROR) << "job failed: "
-                        << scheduler_->GetJobStatus().error();
+        FAPO_LOG(ERROR) << "job failed: " << scheduler_->GetJobStatus().error();
       }
     }
     // Workers learn the outcome from their next heartbeat, then exit.
     if (now - finished >= 2 * tick_interval_) {
-      cli::RequestShutdown(state == v1::JOB_STATE_FAILED ? 1 : 0);
+      runtime::RequestShutdown(state == v1::JOB_STATE_FAILED ? 1 : 0);
       return;
     }
   }

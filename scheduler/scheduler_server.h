@@ -1,4 +1,4 @@
-// SchedulerServer: what fapo-scheduler runs (a cli::ServiceInstance). It
+// SchedulerServer: what fapo-scheduler runs (a runtime::ServiceInstance). It
 // wires the Scheduler logic to the world:
 //
 //   GrpcGenrmClient    -> the GenRM servers that register (dispatcher)
@@ -33,22 +33,22 @@
 
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
-#include "scheduler/grpc_genrm_client.h"
-#include "scheduler/grpc_rollout_client.h"
-#include "scheduler/grpc_trainer_client.h"
+#include "scheduler/clients/grpc_genrm_client.h"
+#include "scheduler/clients/grpc_rollout_client.h"
+#include "scheduler/clients/grpc_trainer_client.h"
 #include "scheduler/rollout_driver.h"
 #include "scheduler/samples_writer.h"
 #include "scheduler/scheduler.h"
 #include "scheduler/scheduler_service.h"
 #include "scheduler/trainer_driver.h"
-#include "services/cli/service_main.h"
+#include "services/runtime/service_instance.h"
 
 namespace fapo::scheduler {
 
-class SchedulerServer final : public cli::ServiceInstance {
+class SchedulerServer final : public runtime::ServiceInstance {
  public:
-  static absl::StatusOr<std::unique_ptr<cli::ServiceInstance>> Create(
-      const cli::ServiceContext& context,
+  static absl::StatusOr<std::unique_ptr<runtime::ServiceInstance>> Create(
+      const runtime::ServiceContext& context,
       const std::string& trainer_address = "");
 
   ~SchedulerServer() override;

@@ -15,10 +15,12 @@
 #include "google/protobuf/util/message_differencer.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
-#include "scheduler/fake_genrm_client.h"
+#include "scheduler/clients/fake_genrm_client.h"
 #include "scheduler/samples_writer.h"
 #include "services/clock/fake_clock.h"
 #include "services/files/files.h"
+#include "services/metrics/metrics_registry.h"
+#include "services/metrics/metrics_testing.h"
 #include "services/status/status_matchers.h"
 #include "tests/support/subprocess.h"
 
@@ -68,9 +70,9 @@ class SchedulerTest : public ::testing::Test {
     options.clock = &clock_;
     config::JobSpec spec = ArithSpec();
     int64_t position = resume ? resume->prompt_source_position() : 0;
-    scheduler_ = *Scheduler::Create(options, *MakePromptSource(spec, position),
-                                    *MakeAnswerVerifier(spec), &client_,
-                                    resume);
+    scheduler_ =
+        *Scheduler::Create(options, *tasks::MakePromptSource(spec, position),
+                           *tasks::MakeAnswerVerifier(spec), &client_, resume);
   }
 
   static SchedulerOptions Small() {
@@ -102,8 +104,8 @@ class SchedulerTest : public ::testing::Test {
     EXPECT_TRUE(next->has_value());
     PromptGroup group = **next;
     for (size_t i = 0; i < kinds.size(); ++i) {
-      EXPECT_THAT(scheduler_->AddTrajectory(
-                      Trajectory(group, static_cast<int>(i), kinds[i], version)),
+      EXPECT_THAT(scheduler_->AddTrajectory(Trajectory(
+                      group, static_cast<int>(i), kinds[i], version)),
                   IsOk());
     }
     return group;
@@ -130,6 +132,9 @@ class SchedulerTest : public ::testing::Test {
 
   FakeClock clock_;
   FakeGenrmClient client_;
+  // Before scheduler_: a scheduler given it reports to it until destroyed.
+  std::unique_ptr<metrics::MetricsRegistry> registry_ =
+      metrics::NewMetricsRegistry();
   std::unique_ptr<Scheduler> scheduler_;
 };
 
@@ -173,8 +178,8 @@ TEST_F(SchedulerTest, CompleteGroupsMakeBatchesWithFapoRewardsAndAdvantages) {
   EXPECT_TRUE(batch->trajectories[1].flawed());
   EXPECT_FALSE(batch->trajectories[0].flawed());
   // GRPO: (r - mean) / (unbiased std + eps); group 1 mean 0.25.
-  const double std1 = std::sqrt(((0.75 * 0.75) * 2 + 0.25 * 0.25 +
-                                 1.25 * 1.25) / 3.0);
+  const double std1 =
+      std::sqrt(((0.75 * 0.75) * 2 + 0.25 * 0.25 + 1.25 * 1.25) / 3.0);
   EXPECT_THAT(batch->trajectories[0].advantage(),
               DoubleNear(0.75 / (std1 + 1e-6), 1e-9));
   EXPECT_EQ(batch->counts.sound, 3);
@@ -268,6 +273,49 @@ TEST_F(SchedulerTest, StaleGroupsAreDroppedAndTheirPromptsGeneratedAgain) {
   EXPECT_EQ((*again)->prompt.prompt_id(), old.prompt.prompt_id());
   EXPECT_NE((*again)->group_id, old.group_id);
   EXPECT_EQ((*again)->min_policy_version, 1);
+}
+
+// NOTE [dropping a group]: a group goes stale in three places, and each
+// regeneration must reach both the job status counter and
+// fapo_groups_regenerated_total (the metric once missed the third).
+TEST_F(SchedulerTest, EveryStaleGroupIsCountedInTheCounterAndTheMetric) {
+  SchedulerOptions options = Small();
+  options.total_steps = 10;
+  options.metrics = registry_.get();
+  Start(options);
+  AddGenrm("genrm-a");
+  auto regenerated = [&] {
+    return std::make_pair(
+        scheduler_->GetJobStatus().counters().at(
+            "scheduler.groups.regenerated.stale"),
+        metrics::testing::Value(*registry_, "fapo_groups_regenerated_total",
+                                {{"reason", "stale"}})
+            .value_or(0));
+  };
+  // Three complete groups at version 0; a batch takes two, the third waits
+  // scored in the pending groups.
+  for (int g = 0; g < 3; ++g) {
+    Generate({Kind::kWrong, Kind::kWrong, Kind::kWrong, Kind::kSound});
+  }
+  AnswerAllOpenCalls();
+  ASSERT_NE(scheduler_->TakeTrainBatch(), nullptr);
+  // 1. Scored and waiting when the policy moves 0 -> 2 (TakeTrainBatch).
+  ASSERT_THAT(scheduler_->CompleteTrainStep(1, 2, {}), IsOk());
+  EXPECT_EQ(scheduler_->TakeTrainBatch(), nullptr);
+  EXPECT_EQ(regenerated(), std::make_pair(int64_t{1}, 1.0));
+  // 2. Complete but not yet scored when found stale (FillPendingLocked).
+  Generate({Kind::kWrong, Kind::kWrong, Kind::kWrong, Kind::kSound},
+           /*version=*/0);
+  AnswerAllOpenCalls();
+  EXPECT_EQ(scheduler_->TakeTrainBatch(), nullptr);
+  EXPECT_EQ(regenerated(), std::make_pair(int64_t{2}, 2.0));
+  // 3. Still open when the tick finds it can no longer be fresh.
+  auto next = scheduler_->NextPromptGroup();
+  ASSERT_TRUE(next->has_value());
+  ASSERT_THAT(scheduler_->AddTrajectory(Trajectory(**next, 0, Kind::kWrong, 0)),
+              IsOk());
+  scheduler_->Tick();
+  EXPECT_EQ(regenerated(), std::make_pair(int64_t{3}, 3.0));
 }
 
 TEST_F(SchedulerTest, TickDropsOpenGroupsThatCanNoLongerBeFresh) {
@@ -543,9 +591,9 @@ TEST_F(SchedulerTest, BackpressureRejectsPastTheCapacity) {
   AddGenrm("genrm-a");
   auto group = scheduler_->NextPromptGroup();
   for (int i = 0; i < 3; ++i) {
-    ASSERT_THAT(scheduler_->AddTrajectory(
-                    Trajectory(**group, i, Kind::kWrong, 0)),
-                IsOk());
+    ASSERT_THAT(
+        scheduler_->AddTrajectory(Trajectory(**group, i, Kind::kWrong, 0)),
+        IsOk());
   }
   EXPECT_THAT(
       scheduler_->AddTrajectory(Trajectory(**group, 3, Kind::kWrong, 0)),
@@ -559,7 +607,8 @@ TEST_F(SchedulerTest, SnapshotAndRestoreContinueTheSameJob) {
   Start(options);
   AddGenrm("genrm-a");
   // Step 1 trains; then one complete group, one incomplete group.
-  PromptGroup g0 = Generate({Kind::kWrong, Kind::kSound, Kind::kWrong, Kind::kWrong});
+  PromptGroup g0 =
+      Generate({Kind::kWrong, Kind::kSound, Kind::kWrong, Kind::kWrong});
   Generate({Kind::kWrong, Kind::kWrong, Kind::kFlawed, Kind::kWrong});
   AnswerAllOpenCalls();
   ASSERT_NE(scheduler_->TakeTrainBatch(), nullptr);
@@ -587,9 +636,9 @@ TEST_F(SchedulerTest, SnapshotAndRestoreContinueTheSameJob) {
   EXPECT_EQ((*next)->prompt.prompt_id(), partial.prompt.prompt_id());
   EXPECT_NE((*next)->group_id, partial.group_id);  // group ids never reused
   for (int i = 0; i < 4; ++i) {
-    ASSERT_THAT(scheduler_->AddTrajectory(
-                    Trajectory(**next, i, Kind::kWrong, 1)),
-                IsOk());
+    ASSERT_THAT(
+        scheduler_->AddTrajectory(Trajectory(**next, i, Kind::kWrong, 1)),
+        IsOk());
   }
   std::shared_ptr<const TrainBatch> batch = scheduler_->TakeTrainBatch();
   ASSERT_NE(batch, nullptr);
@@ -629,7 +678,8 @@ TEST_F(SchedulerTest, RestoringASnapshotGivesTheSameSnapshot) {
   Start(options, &before);
   const v1::SchedulerSnapshot after = scheduler_->Snapshot();
   EXPECT_TRUE(google::protobuf::util::MessageDifferencer::Equals(before, after))
-      << "before:\n" << before.DebugString() << "after:\n"
+      << "before:\n"
+      << before.DebugString() << "after:\n"
       << after.DebugString();
 }
 
@@ -642,11 +692,10 @@ TEST_F(SchedulerTest, RestoreRefusesAPromptSourceAtAnotherPosition) {
   SchedulerOptions options = Small();
   options.clock = &clock_;
   auto restored =
-      Scheduler::Create(options, *MakePromptSource(spec, 0),
-                        *MakeAnswerVerifier(spec), &client_, &snapshot);
-  EXPECT_THAT(restored.status(),
-              StatusIs(absl::StatusCode::kInvalidArgument,
-                       HasSubstr("prompt source")));
+      Scheduler::Create(options, *tasks::MakePromptSource(spec, 0),
+                        *tasks::MakeAnswerVerifier(spec), &client_, &snapshot);
+  EXPECT_THAT(restored.status(), StatusIs(absl::StatusCode::kInvalidArgument,
+                                          HasSubstr("prompt source")));
 }
 
 TEST(SchedulerOptionsTest, FromSpecMapsTheKnobs) {
@@ -667,9 +716,9 @@ TEST(SchedulerOptionsTest, FromSpecMapsTheKnobs) {
   EXPECT_EQ(options.genrm.request_timeout, absl::Milliseconds(1500));
   EXPECT_EQ(options.queue.backpressure, Backpressure::kReject);
   options.group_size = 0;
-  EXPECT_THAT(ValidateSchedulerOptions(options),
-              StatusIs(absl::StatusCode::kInvalidArgument,
-                       HasSubstr("group_size")));
+  EXPECT_THAT(
+      ValidateSchedulerOptions(options),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("group_size")));
 }
 
 }  // namespace

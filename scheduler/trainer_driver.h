@@ -31,8 +31,8 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "scheduler/clients/trainer_client.h"
 #include "scheduler/scheduler.h"
-#include "scheduler/trainer_client.h"
 #include "services/metrics/metrics_registry.h"
 
 namespace fapo::scheduler {

@@ -14,10 +14,11 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
-#include "scheduler/fake_genrm_client.h"
-#include "scheduler/fake_trainer_client.h"
+#include "scheduler/clients/fake_genrm_client.h"
+#include "scheduler/clients/fake_trainer_client.h"
 #include "services/clock/fake_clock.h"
 #include "services/metrics/metrics_registry.h"
+#include "services/metrics/metrics_testing.h"
 #include "services/status/status_matchers.h"
 #include "tests/support/subprocess.h"
 
@@ -41,8 +42,8 @@ class TrainerDriverTest : public ::testing::Test {
     spec.job.output_dir = dir_.path();
     SchedulerOptions options = SchedulerOptionsFromSpec(spec);
     options.clock = &clock_;
-    scheduler_ = *Scheduler::Create(options, *MakePromptSource(spec),
-                                    *MakeAnswerVerifier(spec), &genrm_);
+    scheduler_ = *Scheduler::Create(options, *tasks::MakePromptSource(spec),
+                                    *tasks::MakeAnswerVerifier(spec), &genrm_);
     TrainerDriverOptions driver_options = TrainerDriverOptionsFromSpec(spec);
     driver_options.metrics = registry_.get();
     driver_ = *TrainerDriver::Create(std::move(driver_options),
@@ -92,16 +93,11 @@ class TrainerDriverTest : public ::testing::Test {
 
   // fapo_step_seconds{part=`part`}: {count, sum}; {-1, -1} when absent.
   std::pair<double, double> StepSeconds(const std::string& part) {
-    for (const metrics::FamilySnapshot& family : registry_->Collect()) {
-      if (family.name != "fapo_step_seconds") continue;
-      for (const metrics::MetricSnapshot& metric : family.metrics) {
-        if (metric.label_values == std::vector<std::string>{part}) {
-          return {static_cast<double>(metric.histogram.count),
-                  metric.histogram.sum};
-        }
-      }
-    }
-    return {-1, -1};
+    return {
+        metrics::testing::Read(*registry_, "fapo_step_seconds", {part})
+            .value_or(-1),
+        metrics::testing::HistogramSum(*registry_, "fapo_step_seconds", {part})
+            .value_or(-1)};
   }
 
   testing::TempDir dir_{"fapo-trainer-driver-"};
@@ -277,8 +273,8 @@ TEST_F(TrainerDriverTest, AWorkerBehindIsBroughtUpToDateBetweenSteps) {
   EXPECT_THAT(driver_->RunOnce(), IsOkAndHolds(false));  // no batch: catch up
   std::vector<std::pair<std::string, int64_t>> updates = trainer_.updates();
   ASSERT_FALSE(updates.empty());
-  EXPECT_EQ(updates.back(), std::make_pair(std::string("rollout-late:1"),
-                                           int64_t{1}));
+  EXPECT_EQ(updates.back(),
+            std::make_pair(std::string("rollout-late:1"), int64_t{1}));
   // The registry knows at once (the rollout driver places groups by it).
   for (const v1::WorkerInfo& worker :
        scheduler_->workers().Alive(v1::WORKER_ROLE_ROLLOUT)) {

@@ -10,6 +10,7 @@
 #include "gtest/gtest.h"
 #include "services/clock/fake_clock.h"
 #include "services/metrics/metrics_registry.h"
+#include "services/metrics/metrics_testing.h"
 #include "services/status/status_matchers.h"
 
 namespace fapo::scheduler {
@@ -630,16 +631,10 @@ TEST(TrajectoryQueueTest, OldestIdsAndStartScoringOldestAreFifo) {
   EXPECT_THAT(queue->StartScoringOldest(10), IsEmpty());
 }
 
-double FindValue(const std::vector<metrics::FamilySnapshot>& families,
+double FindValue(const metrics::MetricsRegistry& registry,
                  const std::string& name,
                  const std::vector<std::string>& label_values) {
-  for (const auto& family : families) {
-    if (family.name != name) continue;
-    for (const auto& metric : family.metrics) {
-      if (metric.label_values == label_values) return metric.value;
-    }
-  }
-  return -1;
+  return metrics::testing::Read(registry, name, label_values).value_or(-1);
 }
 
 TEST(TrajectoryQueueTest, ExportsMetrics) {
@@ -652,15 +647,14 @@ TEST(TrajectoryQueueTest, ExportsMetrics) {
     AddGroup(*queue, "g", 3);
     ASSERT_OK(queue->StartScoring("g-0"));
     ASSERT_OK(queue->Drop("g-1", "stale"));
-    auto families = registry->Collect();
+    const metrics::MetricsRegistry& families = *registry;
     EXPECT_EQ(FindValue(families, "fapo_queue_capacity", {}), 100);
     EXPECT_EQ(FindValue(families, "fapo_queue_trajectories", {"generated"}), 1);
     EXPECT_EQ(FindValue(families, "fapo_queue_trajectories", {"scoring"}), 1);
     EXPECT_EQ(FindValue(families, "fapo_queue_dropped_total", {"stale"}), 1);
   }
   // A destroyed queue takes its share out of the gauges.
-  auto families = registry->Collect();
-  EXPECT_EQ(FindValue(families, "fapo_queue_trajectories", {"generated"}), 0);
+  EXPECT_EQ(FindValue(*registry, "fapo_queue_trajectories", {"generated"}), 0);
 }
 
 TEST(TrajectoryQueueTest, ConcurrentProducersAndConsumersEndExact) {

@@ -13,6 +13,7 @@
 #include "gtest/gtest.h"
 #include "services/clock/fake_clock.h"
 #include "services/metrics/metrics_registry.h"
+#include "services/metrics/metrics_testing.h"
 #include "services/status/status_matchers.h"
 
 namespace fapo::scheduler {
@@ -43,13 +44,7 @@ std::vector<std::string> Ids(const std::vector<v1::WorkerInfo>& infos) {
 
 double MetricValue(metrics::MetricsRegistry& registry, const std::string& name,
                    const std::vector<std::string>& label_values) {
-  for (const metrics::FamilySnapshot& family : registry.Collect()) {
-    if (family.name != name) continue;
-    for (const metrics::MetricSnapshot& metric : family.metrics) {
-      if (metric.label_values == label_values) return metric.value;
-    }
-  }
-  return -1;
+  return metrics::testing::Read(registry, name, label_values).value_or(-1);
 }
 
 class WorkerRegistryTest : public ::testing::Test {

@@ -4,9 +4,10 @@
 #
 #   1. Debian 12 packages (apt): compilers, gRPC/protobuf, abseil, yaml-cpp,
 #      GoogleTest, Google Benchmark, civetweb, nlohmann-json, libcurl, PCRE2,
-#      the Prometheus server and promtool, Redis (benchmark peer), openssl,
-#      tcmalloc (the services' allocator: NOTE [allocator] in
-#      CMakeLists.txt).
+#      prometheus-cpp (the services' metrics), the Prometheus server and
+#      promtool, Redis (benchmark peer), openssl, tcmalloc (the services'
+#      allocator: NOTE [allocator] in CMakeLists.txt), chromium (the
+#      headless browser the HTML report test renders in).
 #   2. A Python virtual environment with the torch wheel (LibTorch for the
 #      C++ build) and the Hugging Face reference packages, pinned in
 #      scripts/requirements.txt.
@@ -29,7 +30,7 @@ apt_packages=(
   libcivetweb-dev nlohmann-json3-dev libcurl4-openssl-dev libpcre2-dev
   libutf8proc-dev xz-utils
   prometheus redis-server libhiredis-dev openssl curl ca-certificates
-  libgoogle-perftools-dev
+  libgoogle-perftools-dev prometheus-cpp-dev chromium
 )
 
 missing=()

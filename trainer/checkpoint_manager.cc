@@ -17,6 +17,7 @@
 #include "absl/strings/str_cat.h"
 #include "nlohmann/json.hpp"
 #include "services/crc32c/crc32c.h"
+#include "services/files/files.h"
 #include "services/logging/log.h"
 #include "services/status/status_macros.h"
 
@@ -95,91 +96,7 @@ int64_t StepOfName(absl::string_view name) {
   return step;
 }
 
-int RemoveEntry(const char* path, const struct stat*, int, struct FTW*) {
-  return remove(path);
-}
-
 }  // namespace
-
-bool PathExists(const std::string& path) {
-  struct stat info;
-  return stat(path.c_str(), &info) == 0;
-}
-
-absl::Status MakeDirectories(const std::string& path) {
-  if (path.empty()) return absl::OkStatus();
-  std::string partial;
-  for (size_t i = 0; i <= path.size(); ++i) {
-    if (i == path.size() || (path[i] == '/' && i > 0)) {
-      partial = path.substr(0, i);
-      if (mkdir(partial.c_str(), 0755) != 0 && errno != EEXIST) {
-        return absl::InternalError(absl::StrCat("cannot create directory ",
-                                                partial, ": ", ErrnoText()));
-      }
-    }
-  }
-  struct stat info;
-  if (stat(path.c_str(), &info) != 0 || !S_ISDIR(info.st_mode)) {
-    return absl::InternalError(
-        absl::StrCat(path, " exists and is not a directory"));
-  }
-  return absl::OkStatus();
-}
-
-absl::Status RemoveRecursively(const std::string& path) {
-  if (!PathExists(path)) return absl::OkStatus();
-  if (nftw(path.c_str(), &RemoveEntry, 16, FTW_DEPTH | FTW_PHYS) != 0) {
-    return absl::InternalError(
-        absl::StrCat("cannot remove ", path, ": ", ErrnoText()));
-  }
-  return absl::OkStatus();
-}
-
-absl::StatusOr<std::string> ReadFileToString(const std::string& path) {
-  FILE* file = fopen(path.c_str(), "rb");
-  if (file == nullptr) {
-    return absl::NotFoundError(
-        absl::StrCat("cannot open ", path, ": ", ErrnoText()));
-  }
-  std::string contents;
-  char buffer[1 << 16];
-  size_t read = 0;
-  while ((read = fread(buffer, 1, sizeof(buffer), file)) > 0) {
-    contents.append(buffer, read);
-  }
-  const bool failed = ferror(file) != 0;
-  fclose(file);
-  if (failed) return absl::InternalError(absl::StrCat("cannot read ", path));
-  return contents;
-}
-
-absl::Status WriteStringToFile(const std::string& path,
-                               absl::string_view contents) {
-  int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  if (fd < 0) {
-    return absl::InternalError(
-        absl::StrCat("cannot create ", path, ": ", ErrnoText()));
-  }
-  size_t written = 0;
-  while (written < contents.size()) {
-    ssize_t n = write(fd, contents.data() + written, contents.size() - written);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      const std::string error = ErrnoText();
-      close(fd);
-      return absl::InternalError(
-          absl::StrCat("cannot write ", path, ": ", error));
-    }
-    written += static_cast<size_t>(n);
-  }
-  const bool synced = fsync(fd) == 0;
-  const bool closed = close(fd) == 0;
-  if (!synced || !closed) {
-    return absl::InternalError(
-        absl::StrCat("cannot flush ", path, ": ", ErrnoText()));
-  }
-  return absl::OkStatus();
-}
 
 absl::StatusOr<std::unique_ptr<CheckpointManager>> CheckpointManager::Create(
     std::string root, int keep_last) {
@@ -191,7 +108,7 @@ absl::StatusOr<std::unique_ptr<CheckpointManager>> CheckpointManager::Create(
         absl::StrCat("trainer.keep_checkpoints must be >= 1, got ", keep_last));
   }
   while (root.size() > 1 && root.back() == '/') root.pop_back();
-  RETURN_IF_ERROR(MakeDirectories(root));
+  RETURN_IF_ERROR(files::MakeDirectories(root));
   return std::unique_ptr<CheckpointManager>(
       new CheckpointManager(std::move(root), keep_last));
 }
@@ -203,15 +120,16 @@ absl::StatusOr<std::string> CheckpointManager::Save(
         absl::StrCat("checkpoint step must be >= 0, got ", step));
   }
   const std::string final_dir = absl::StrCat(root_, "/", kStepPrefix, step);
-  if (PathExists(final_dir)) {
+  if (files::PathExists(final_dir)) {
     absl::Status valid = Verify(final_dir);
     if (valid.ok()) return final_dir;  // keyed by step: keep the first one
     FAPO_LOG(WARNING) << "replacing invalid checkpoint " << final_dir << ": "
                       << valid.message();
   }
   const std::string temp_dir = absl::StrCat(root_, "/", kTempPrefix, step);
-  RETURN_IF_ERROR(RemoveRecursively(temp_dir));  // a crashed earlier attempt
-  RETURN_IF_ERROR(MakeDirectories(temp_dir));
+  RETURN_IF_ERROR(
+      files::RemoveRecursively(temp_dir));  // a crashed earlier attempt
+  RETURN_IF_ERROR(files::MakeDirectories(temp_dir));
   absl::Status written = [&]() -> absl::Status {
     RETURN_IF_ERROR(write_content(temp_dir));
     std::vector<std::string> files;
@@ -223,7 +141,7 @@ absl::StatusOr<std::string> CheckpointManager::Save(
             "checkpoint content may not contain ", kCheckpointManifestName));
       }
       const std::string path = absl::StrCat(temp_dir, "/", relative);
-      ASSIGN_OR_RETURN(std::string contents, ReadFileToString(path));
+      ASSIGN_OR_RETURN(std::string contents, files::ReadFile(path));
       RETURN_IF_ERROR(SyncPath(path, /*directory=*/false));
       manifest_files.push_back(
           {{"path", relative},
@@ -234,12 +152,12 @@ absl::StatusOr<std::string> CheckpointManager::Save(
                                {"step", step},
                                {"files", std::move(manifest_files)}};
     RETURN_IF_ERROR(
-        WriteStringToFile(absl::StrCat(temp_dir, "/", kCheckpointManifestName),
-                          manifest.dump(1)));
+        files::WriteFile(absl::StrCat(temp_dir, "/", kCheckpointManifestName),
+                         manifest.dump(1)));
     RETURN_IF_ERROR(SyncPath(temp_dir, /*directory=*/true));
     // An invalid checkpoint of the same step goes out of the way first:
     // rename() does not replace a non-empty directory.
-    RETURN_IF_ERROR(RemoveRecursively(final_dir));
+    RETURN_IF_ERROR(files::RemoveRecursively(final_dir));
     if (rename(temp_dir.c_str(), final_dir.c_str()) != 0) {
       return absl::InternalError(absl::StrCat(
           "cannot rename ", temp_dir, " to ", final_dir, ": ", ErrnoText()));
@@ -247,7 +165,7 @@ absl::StatusOr<std::string> CheckpointManager::Save(
     return SyncPath(root_, /*directory=*/true);
   }();
   if (!written.ok()) {
-    absl::Status removed = RemoveRecursively(temp_dir);
+    absl::Status removed = files::RemoveRecursively(temp_dir);
     if (!removed.ok()) FAPO_LOG(WARNING) << removed.message();
     return written;
   }
@@ -290,7 +208,7 @@ absl::StatusOr<CheckpointInfo> CheckpointManager::FindNewestValid(
 absl::Status CheckpointManager::Verify(const std::string& dir) {
   const std::string manifest_path =
       absl::StrCat(dir, "/", kCheckpointManifestName);
-  absl::StatusOr<std::string> text = ReadFileToString(manifest_path);
+  absl::StatusOr<std::string> text = files::ReadFile(manifest_path);
   if (!text.ok()) {
     return absl::NotFoundError(absl::StrCat("no readable ", manifest_path,
                                             " (a partial checkpoint?)"));
@@ -318,7 +236,7 @@ absl::Status CheckpointManager::Verify(const std::string& dir) {
       return corrupt(absl::StrCat("bad file path '", relative, "'"));
     }
     const std::string path = absl::StrCat(dir, "/", relative);
-    absl::StatusOr<std::string> contents = ReadFileToString(path);
+    absl::StatusOr<std::string> contents = files::ReadFile(path);
     if (!contents.ok()) {
       return absl::DataLossError(
           absl::StrCat(path, " is listed in the manifest but missing"));
@@ -344,14 +262,14 @@ void CheckpointManager::Prune(int64_t saved_step) {
       FAPO_LOG(WARNING) << "removing checkpoint " << checkpoint.path
                         << ": the run is at step " << saved_step
                         << " and went back past it";
-      absl::Status removed = RemoveRecursively(checkpoint.path);
+      absl::Status removed = files::RemoveRecursively(checkpoint.path);
       if (!removed.ok()) FAPO_LOG(WARNING) << removed.message();
       continue;
     }
     kept.push_back(checkpoint);
   }
   for (size_t i = keep_last_; i < kept.size(); ++i) {
-    absl::Status removed = RemoveRecursively(kept[i].path);
+    absl::Status removed = files::RemoveRecursively(kept[i].path);
     if (!removed.ok()) {
       FAPO_LOG(WARNING) << "cannot prune old checkpoint: " << removed.message();
     }

@@ -97,19 +97,6 @@ class CheckpointManager {
   const int keep_last_;
 };
 
-// Helpers for checkpoint content, on POSIX calls (NOTE [no std::filesystem
-// with LibTorch] in trainer.cc).
-// mkdir -p; Internal naming the directory on failure.
-absl::Status MakeDirectories(const std::string& path);
-// rm -rf; OK when `path` does not exist.
-absl::Status RemoveRecursively(const std::string& path);
-// Whole-file read and write (write: truncates; fsync before close).
-// NotFound / Internal naming the path.
-absl::StatusOr<std::string> ReadFileToString(const std::string& path);
-absl::Status WriteStringToFile(const std::string& path,
-                               absl::string_view contents);
-bool PathExists(const std::string& path);
-
 }  // namespace fapo::trainer
 
 #endif  // FAPO_TRAINER_CHECKPOINT_MANAGER_H_

@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "services/files/files.h"
 #include "services/status/status_matchers.h"
 
 namespace fapo::trainer {
@@ -27,18 +28,19 @@ class CheckpointManagerTest : public ::testing::Test {
     root_ = absl::StrCat(pattern, "/checkpoints");
   }
   void TearDown() override {
-    ASSERT_THAT(RemoveRecursively(root_.substr(0, root_.rfind('/'))), IsOk());
+    ASSERT_THAT(files::RemoveRecursively(root_.substr(0, root_.rfind('/'))),
+                IsOk());
   }
 
   // Content: a.bin = `payload`, sub/b.txt = "b".
   static CheckpointManager::ContentWriter Writer(std::string payload) {
     return [payload](const std::string& dir) -> absl::Status {
-      if (absl::Status s = WriteStringToFile(dir + "/a.bin", payload);
-          !s.ok()) {
+      if (absl::Status s = files::WriteFile(dir + "/a.bin", payload); !s.ok()) {
         return s;
       }
-      if (absl::Status s = MakeDirectories(dir + "/sub"); !s.ok()) return s;
-      return WriteStringToFile(dir + "/sub/b.txt", "b");
+      if (absl::Status s = files::MakeDirectories(dir + "/sub"); !s.ok())
+        return s;
+      return files::WriteFile(dir + "/sub/b.txt", "b");
     };
   }
 
@@ -60,17 +62,17 @@ TEST_F(CheckpointManagerTest, SaveWritesManifestAndVerifies) {
   EXPECT_EQ(*path, root_ + "/step-5");
   EXPECT_THAT(CheckpointManager::Verify(*path), IsOk());
   absl::StatusOr<std::string> manifest =
-      ReadFileToString(*path + "/MANIFEST.json");
+      files::ReadFile(*path + "/MANIFEST.json");
   ASSERT_THAT(manifest.status(), IsOk());
   EXPECT_THAT(*manifest, HasSubstr("sub/b.txt"));
-  EXPECT_FALSE(PathExists(root_ + "/.tmp-step-5"));
+  EXPECT_FALSE(files::PathExists(root_ + "/.tmp-step-5"));
 }
 
 TEST_F(CheckpointManagerTest, SameStepKeepsTheFirst) {
   auto manager = *CheckpointManager::Create(root_, 3);
   ASSERT_THAT(manager->Save(1, Writer("first")).status(), IsOk());
   ASSERT_THAT(manager->Save(1, Writer("second")).status(), IsOk());
-  EXPECT_EQ(*ReadFileToString(root_ + "/step-1/a.bin"), "first");
+  EXPECT_EQ(*files::ReadFile(root_ + "/step-1/a.bin"), "first");
 }
 
 TEST_F(CheckpointManagerTest, KeepsTheLastN) {
@@ -100,7 +102,7 @@ TEST_F(CheckpointManagerTest, CorruptedAndPartialCheckpointsAreSkipped) {
   ASSERT_THAT(manager->Save(3, Writer("three")).status(), IsOk());
   // Step 3: a flipped byte, same size. Step 2: its manifest is gone, as
   // after a crash between writing and renaming by hand.
-  ASSERT_THAT(WriteStringToFile(root_ + "/step-3/a.bin", "thref"), IsOk());
+  ASSERT_THAT(files::WriteFile(root_ + "/step-3/a.bin", "thref"), IsOk());
   ASSERT_EQ(unlink((root_ + "/step-2/MANIFEST.json").c_str()), 0);
   EXPECT_THAT(CheckpointManager::Verify(root_ + "/step-3"),
               StatusIs(absl::StatusCode::kDataLoss,
@@ -117,7 +119,7 @@ TEST_F(CheckpointManagerTest, CorruptedAndPartialCheckpointsAreSkipped) {
 TEST_F(CheckpointManagerTest, TruncatedFileIsDataLoss) {
   auto manager = *CheckpointManager::Create(root_, 5);
   ASSERT_THAT(manager->Save(4, Writer("payload")).status(), IsOk());
-  ASSERT_THAT(WriteStringToFile(root_ + "/step-4/sub/b.txt", ""), IsOk());
+  ASSERT_THAT(files::WriteFile(root_ + "/step-4/sub/b.txt", ""), IsOk());
   EXPECT_THAT(CheckpointManager::Verify(root_ + "/step-4"),
               StatusIs(absl::StatusCode::kDataLoss, HasSubstr("sub/b.txt")));
 }
@@ -125,22 +127,22 @@ TEST_F(CheckpointManagerTest, TruncatedFileIsDataLoss) {
 TEST_F(CheckpointManagerTest, InvalidCheckpointOfTheSameStepIsReplaced) {
   auto manager = *CheckpointManager::Create(root_, 5);
   ASSERT_THAT(manager->Save(4, Writer("payload")).status(), IsOk());
-  ASSERT_THAT(WriteStringToFile(root_ + "/step-4/a.bin", "garbage"), IsOk());
+  ASSERT_THAT(files::WriteFile(root_ + "/step-4/a.bin", "garbage"), IsOk());
   ASSERT_THAT(manager->Save(4, Writer("again")).status(), IsOk());
   EXPECT_THAT(CheckpointManager::Verify(root_ + "/step-4"), IsOk());
-  EXPECT_EQ(*ReadFileToString(root_ + "/step-4/a.bin"), "again");
+  EXPECT_EQ(*files::ReadFile(root_ + "/step-4/a.bin"), "again");
 }
 
 TEST_F(CheckpointManagerTest, FailingWriterLeavesNothing) {
   auto manager = *CheckpointManager::Create(root_, 5);
   absl::StatusOr<std::string> path =
       manager->Save(7, [](const std::string& dir) {
-        (void)WriteStringToFile(dir + "/half", "x");
+        (void)files::WriteFile(dir + "/half", "x");
         return absl::InternalError("disk full");
       });
   EXPECT_THAT(path.status(), StatusIs(absl::StatusCode::kInternal));
   EXPECT_TRUE(manager->List().empty());
-  EXPECT_FALSE(PathExists(root_ + "/.tmp-step-7"));
+  EXPECT_FALSE(files::PathExists(root_ + "/.tmp-step-7"));
   EXPECT_THAT(manager->FindNewestValid().status(),
               StatusIs(absl::StatusCode::kNotFound));
 }

@@ -18,11 +18,11 @@
 #include "engine/tokenizer/chat_format.h"
 #include "engine/tokenizer/tokenizer.h"
 #include "nlohmann/json.hpp"
-#include "scheduler/task_source.h"
-#include "services/cli/flags.h"
 #include "services/files/files.h"
+#include "services/flags/flags.h"
 #include "services/status/status_macros.h"
 #include "tasks/arith/random.h"
+#include "tasks/task_source.h"
 
 namespace fapo::trainer {
 namespace {
@@ -212,7 +212,7 @@ int RunEvalCommand(const std::vector<std::string>& args, std::ostream& out,
   int64_t samples = -1;  // -1: data.eval_size
   int64_t seed = 0;
   int64_t threads = 1;
-  cli::FlagSet flags(
+  flags::FlagSet flags(
       "fapo eval",
       "Samples one response to each of N held-out arith problems (a seed "
       "stream of their own, not the training prompts') and grades them with "
@@ -276,7 +276,7 @@ int RunEvalCommand(const std::vector<std::string>& args, std::ostream& out,
     return 2;
   }
   options.samples = static_cast<int>(std::min<int64_t>(samples, 10'000'000));
-  options.arith = scheduler::ArithOptionsFromSpec(spec.data.arith);
+  options.arith = tasks::ArithOptionsFromSpec(spec.data.arith);
   options.job_seed = static_cast<uint64_t>(spec.job.seed);
   options.chat_format = spec.policy.chat_format;
   options.max_new_tokens = spec.rollout.max_new_tokens;

@@ -6,7 +6,7 @@
 // flawed_metrics.h), each with its standard error.
 //
 // NOTE [held-out problems]: training prompts are ProblemGenerator(data.arith,
-// job.seed)'s sequence (scheduler/task_source.cc), and the generated SFT
+// job.seed)'s sequence (tasks/task_source.cc), and the generated SFT
 // corpus is ProblemGenerator(data.arith, sft --seed)'s. The held-out set is
 // the first data.eval_size problems of ProblemGenerator(data.arith,
 // HeldOutProblemSeed(job.seed)): an independent stream, fixed by the job

@@ -42,7 +42,7 @@ TEST(HeldOutTest, ProblemsComeFromTheirOwnStream) {
   ASSERT_THAT(again.status(), IsOk());
   EXPECT_EQ(*held_out, *again);
   // Not the training prompts' sequence (ProblemGenerator(options, job.seed)
-  // in scheduler/task_source.cc): those are a different stream.
+  // in tasks/task_source.cc): those are a different stream.
   auto training = arith::ProblemGenerator::Create(options, 1);
   ASSERT_THAT(training.status(), IsOk());
   int same_position = 0;
@@ -119,7 +119,9 @@ class EvalTest : public ::testing::Test {
     model_ = dir_ + "/model";
     ASSERT_THAT(engine::WriteTinyArithModel(model_, 3), IsOk());
   }
-  void TearDown() override { ASSERT_THAT(RemoveRecursively(dir_), IsOk()); }
+  void TearDown() override {
+    ASSERT_THAT(files::RemoveRecursively(dir_), IsOk());
+  }
 
   std::string dir_;
   std::string model_;

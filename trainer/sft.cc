@@ -17,7 +17,8 @@
 #include "engine/tokenizer/chat_format.h"
 #include "engine/tools/tools.h"
 #include "nlohmann/json.hpp"
-#include "services/cli/flags.h"
+#include "services/files/files.h"
+#include "services/flags/flags.h"
 #include "services/status/status_macros.h"
 #include "trainer/checkpoint_manager.h"
 
@@ -73,7 +74,7 @@ absl::StatusOr<SftReport> RunSft(
         "generated corpus size >= 0");
   }
   const absl::Time start = absl::Now();
-  RETURN_IF_ERROR(MakeDirectories(options.out_dir));
+  RETURN_IF_ERROR(files::MakeDirectories(options.out_dir));
   std::vector<tasks::arith::CorpusRecord> records;
   if (!options.corpus_path.empty()) {
     ASSIGN_OR_RETURN(records,
@@ -120,7 +121,7 @@ absl::StatusOr<SftReport> RunSft(
     ASSIGN_OR_RETURN(policy,
                      engine::CausalLM::FromConfig(config, options.seed));
   } else {
-    ASSIGN_OR_RETURN(tokenizer_json, ReadFileToString(absl::StrCat(
+    ASSIGN_OR_RETURN(tokenizer_json, files::ReadFile(absl::StrCat(
                                          model_dir, "/tokenizer.json")));
     ASSIGN_OR_RETURN(policy, engine::CausalLM::Load(model_dir));
   }
@@ -198,7 +199,7 @@ absl::StatusOr<SftReport> RunSft(
   }
   report.steps = options.steps;
   // The tokenizer first: the model's files complete the directory.
-  RETURN_IF_ERROR(WriteStringToFile(
+  RETURN_IF_ERROR(files::WriteFile(
       absl::StrCat(options.out_dir, "/tokenizer.json"), tokenizer_json));
   RETURN_IF_ERROR(trainer->policy().Save(options.out_dir));
   report.seconds = absl::ToDoubleSeconds(absl::Now() - start);
@@ -218,7 +219,7 @@ int RunSftCommand(const std::vector<std::string>& args, std::ostream& out,
   int64_t threads = 1;
   std::string learning_rate = absl::StrCat(options.learning_rate);
   std::string chat_format = "raw";
-  cli::FlagSet flags(
+  flags::FlagSet flags(
       "fapo sft",
       "Supervised warm start of the policy on a JSONL corpus of {prompt, "
       "response} traces (by default a generated arith warm-up corpus): "

@@ -10,6 +10,7 @@
 #include "engine/tokenizer/character_tokenizer.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "services/files/files.h"
 #include "services/status/status_matchers.h"
 #include "trainer/checkpoint_manager.h"
 
@@ -36,7 +37,9 @@ class SftTest : public ::testing::Test {
     corpus_ = dir_ + "/corpus.jsonl";
     ASSERT_THAT(tasks::arith::WriteCorpusJsonlFile(corpus_, records_), IsOk());
   }
-  void TearDown() override { ASSERT_THAT(RemoveRecursively(dir_), IsOk()); }
+  void TearDown() override {
+    ASSERT_THAT(files::RemoveRecursively(dir_), IsOk());
+  }
 
   std::string dir_;
   std::string corpus_;
@@ -90,7 +93,7 @@ TEST_F(SftTest, ReducesCrossEntropyAndWritesAModel) {
   EXPECT_EQ(lines.size(), 3u);
   for (const char* file :
        {"config.json", "model.safetensors", "tokenizer.json"}) {
-    EXPECT_TRUE(PathExists(options.out_dir + "/" + file)) << file;
+    EXPECT_TRUE(files::PathExists(options.out_dir + "/" + file)) << file;
   }
   EXPECT_THAT(engine::CausalLM::Load(options.out_dir).status(), IsOk());
 }

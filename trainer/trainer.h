@@ -52,7 +52,7 @@
 #include "engine/model/model.h"
 #include "fapo/v1/common.pb.h"
 #include "services/config/job_spec.h"
-#include "trainer/gradient_sync.h"
+#include "trainer/comm/gradient_sync.h"
 #include "trainer/lr_schedule.h"
 
 namespace fapo::trainer {

@@ -9,6 +9,7 @@
 
 #include "benchmark/benchmark.h"
 #include "engine/tools/tools.h"
+#include "services/files/files.h"
 #include "trainer/checkpoint_manager.h"
 #include "trainer/trainer.h"
 
@@ -90,7 +91,7 @@ void BM_SaveCheckpoint(benchmark::State& state) {
     auto path = trainer->SaveCheckpoint(step, "snapshot");
     if (!path.ok()) state.SkipWithError(path.status().ToString().c_str());
   }
-  (void)RemoveRecursively(pattern);
+  (void)files::RemoveRecursively(pattern);
 }
 BENCHMARK(BM_SaveCheckpoint)->Unit(benchmark::kMillisecond)->UseRealTime();
 

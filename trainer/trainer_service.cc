@@ -13,7 +13,7 @@
 #include "services/logging/log.h"
 #include "services/rpc/status_conversion.h"
 #include "services/status/status_macros.h"
-#include "trainer/rank_group.h"
+#include "trainer/comm/rank_group.h"
 
 namespace fapo::trainer {
 

@@ -15,6 +15,8 @@
 #include "engine/weights/weights_rpc.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "services/files/files.h"
+#include "services/metrics/metrics_testing.h"
 #include "services/rpc/channel.h"
 #include "services/rpc/server.h"
 #include "services/status/status_matchers.h"
@@ -74,7 +76,7 @@ class TrainerServiceTest : public ::testing::Test {
   void TearDown() override {
     server_->Shutdown();
     service_.reset();
-    ASSERT_THAT(RemoveRecursively(dir_), IsOk());
+    ASSERT_THAT(files::RemoveRecursively(dir_), IsOk());
   }
 
   v1::TrainStepRequest Request(int64_t step) {
@@ -94,12 +96,7 @@ class TrainerServiceTest : public ::testing::Test {
   }
 
   double MetricValue(const std::string& name) {
-    for (const metrics::FamilySnapshot& family : registry_->Collect()) {
-      if (family.name == name && !family.metrics.empty()) {
-        return family.metrics[0].value;
-      }
-    }
-    return -1;
+    return metrics::testing::Read(*registry_, name).value_or(-1);
   }
 
   std::string dir_;

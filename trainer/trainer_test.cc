@@ -15,6 +15,7 @@
 #include "engine/tools/tools.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "services/files/files.h"
 #include "services/status/status_matchers.h"
 #include "trainer/checkpoint_manager.h"
 
@@ -436,7 +437,9 @@ class TrainerCheckpointTest : public TrainerTest {
     ASSERT_NE(mkdtemp(pattern), nullptr);
     dir_ = pattern;
   }
-  void TearDown() override { ASSERT_THAT(RemoveRecursively(dir_), IsOk()); }
+  void TearDown() override {
+    ASSERT_THAT(files::RemoveRecursively(dir_), IsOk());
+  }
 
   TrainerSettings CheckpointSettings() {
     TrainerSettings settings = Settings();
@@ -464,12 +467,12 @@ TEST_F(TrainerCheckpointTest, SaveAndResumeRoundTrip) {
   auto path = original->SaveCheckpoint(2, snapshot);
   ASSERT_THAT(path.status(), IsOk());
   EXPECT_EQ(*path, dir_ + "/checkpoints/step-2");
-  EXPECT_TRUE(PathExists(*path + "/policy/config.json"));
-  EXPECT_TRUE(PathExists(*path + "/policy/model.safetensors"));
+  EXPECT_TRUE(files::PathExists(*path + "/policy/config.json"));
+  EXPECT_TRUE(files::PathExists(*path + "/policy/model.safetensors"));
   // Keyed by step: the same step again keeps the first.
   auto again = original->SaveCheckpoint(2, "other");
   ASSERT_THAT(again.status(), IsOk());
-  EXPECT_EQ(*ReadFileToString(*path + "/scheduler_snapshot.bin"), snapshot);
+  EXPECT_EQ(*files::ReadFile(*path + "/scheduler_snapshot.bin"), snapshot);
 
   // A different random model resumes into the checkpoint's state.
   auto resumed =
@@ -503,12 +506,12 @@ TEST_F(TrainerCheckpointTest, KeepsLastNAndSkipsCorruptedOnResume) {
                 IsOk());
   }
   const std::string root = dir_ + "/checkpoints";
-  EXPECT_FALSE(PathExists(root + "/step-1"));  // keep_checkpoints 2
+  EXPECT_FALSE(files::PathExists(root + "/step-1"));  // keep_checkpoints 2
   // Corrupt the newest checkpoint's optimizer state (same size).
   const std::string optimizer = root + "/step-3/optimizer.pt";
-  std::string bytes = *ReadFileToString(optimizer);
+  std::string bytes = *files::ReadFile(optimizer);
   bytes[bytes.size() / 2] ^= 0x5A;
-  ASSERT_THAT(WriteStringToFile(optimizer, bytes), IsOk());
+  ASSERT_THAT(files::WriteFile(optimizer, bytes), IsOk());
 
   auto resumed =
       *Trainer::CreateWithPolicy(CheckpointSettings(), TinyModel(/*seed=*/5));
@@ -539,7 +542,7 @@ TEST_F(TrainerCheckpointTest, EmbeddedArithPolicyWhenModelDirIsUnset) {
   EXPECT_EQ((*trainer)->policy().config().vocab_size, 19);
   auto path = (*trainer)->SaveCheckpoint(0, "");
   ASSERT_THAT(path.status(), IsOk());
-  EXPECT_TRUE(PathExists(*path + "/policy/tokenizer.json"));
+  EXPECT_TRUE(files::PathExists(*path + "/policy/tokenizer.json"));
 }
 
 TEST_F(TrainerCheckpointTest, CreateFromSpecLoadsAndResumes) {
@@ -561,7 +564,7 @@ TEST_F(TrainerCheckpointTest, CreateFromSpecLoadsAndResumes) {
   EXPECT_GT(second->metrics.approx_kl(), 0.0);
   auto path = (*trainer)->SaveCheckpoint(2, "snap");
   ASSERT_THAT(path.status(), IsOk());
-  EXPECT_TRUE(PathExists(*path + "/policy/tokenizer.json"));
+  EXPECT_TRUE(files::PathExists(*path + "/policy/tokenizer.json"));
 
   auto resumed = Trainer::Create(spec);
   ASSERT_THAT(resumed.status(), IsOk());

@@ -14,7 +14,7 @@
 #include "engine/tokenizer/character_tokenizer.h"
 #include "engine/tokenizer/tokenizer.h"
 #include "nlohmann/json.hpp"
-#include "services/cli/flags.h"
+#include "services/flags/flags.h"
 #include "services/status/status_macros.h"
 
 namespace fapo::engine {
@@ -42,7 +42,7 @@ absl::StatusOr<std::vector<int>> ParseIds(absl::string_view text,
 
 // Shared by every command: parse flags, print help or a usage error.
 // Returns -1 to go on, else the exit code.
-int ParseOrExit(cli::FlagSet& flags, const std::vector<std::string>& args,
+int ParseOrExit(flags::FlagSet& flags, const std::vector<std::string>& args,
                 const char* name, std::ostream& out, std::ostream& err) {
   absl::Status parsed = flags.Parse(args);
   if (flags.help_requested()) {
@@ -68,7 +68,7 @@ int RunTokenizeCommand(const std::vector<std::string>& args, std::istream& in,
   std::string path;
   bool decode = false;
   bool add_special_tokens = false;
-  cli::FlagSet flags(
+  flags::FlagSet flags(
       "fapo tokenize",
       "Encodes each line of stdin (a JSON string) and prints its ids as a "
       "JSON array, one line per input; with --decode, reads JSON arrays of "
@@ -140,7 +140,7 @@ int RunGenerateCommand(const std::vector<std::string>& args, std::ostream& out,
   int64_t max_new_tokens = 16, top_k = 0, seed = 0;
   bool greedy = false;
   std::string temperature = "1", top_p = "1";
-  cli::FlagSet flags(
+  flags::FlagSet flags(
       "fapo generate",
       "Samples a continuation of one prompt with the KV cache and prints "
       "{\"token_ids\": [...], \"logprobs\": [...], \"finish_reason\": ...} "
@@ -200,7 +200,7 @@ int RunLogprobsCommand(const std::vector<std::string>& args, std::ostream& out,
                        std::ostream& err) {
   std::string model_dir, ids_text;
   bool with_entropy = false;
-  cli::FlagSet flags(
+  flags::FlagSet flags(
       "fapo logprobs",
       "Teacher-forced log-probs of a sequence: prints {\"logprobs\": [...]} "
       "with log p(ids[t+1] | ids[..t]) for t = 0 .. n-2 (and the entropy of "
@@ -287,7 +287,7 @@ int RunInitModelCommand(const std::vector<std::string>& args, std::ostream& out,
                         std::ostream& err) {
   std::string directory;
   int64_t seed = 0;
-  cli::FlagSet flags(
+  flags::FlagSet flags(
       "fapo init-model",
       "Writes the embedded default's policy: a tiny Qwen3-shaped model over "
       "the arith tokenizer, initialised from scratch, in the Hugging Face "

@@ -382,8 +382,7 @@ absl::StatusOr<JobSpec> ParseJobSpec(
 
 absl::StatusOr<JobSpec> LoadJobSpecFile(
     const std::string& path, const std::vector<std::string>& overrides) {
-  // POSIX stat, not std::filesystem: see NOTE [no std::filesystem] in
-  // validation.cc.
+  // POSIX stat: NOTE [no std::filesystem] in services/files/files.h.
   // Other stat failures fall through to the open below, which names them.
   struct stat info;
   if (stat(path.c_str(), &info) != 0) {

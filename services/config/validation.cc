@@ -261,9 +261,7 @@ void CheckSecurity(const SecurityOptions& security,
 
 std::string CheckReadableFile(const std::string& path) {
   const std::string quoted = absl::StrCat("\"", absl::CEscape(path), "\"");
-  // NOTE [no std::filesystem]: the torch wheel's libtorch.so exports its own
-  // std::filesystem symbols, and binaries that link LibTorch (the trainer)
-  // would call those with this library's objects. Plain POSIX calls here.
+  // POSIX calls: NOTE [no std::filesystem] in services/files/files.h.
   struct stat info;
   if (stat(path.c_str(), &info) != 0) {
     if (errno == ENOENT)

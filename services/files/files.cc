@@ -1,6 +1,7 @@
 #include "services/files/files.h"
 
 #include <fcntl.h>
+#include <ftw.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -11,6 +12,26 @@
 #include "services/status/status_macros.h"
 
 namespace fapo::files {
+namespace {
+
+int RemoveEntry(const char* path, const struct stat*, int, struct FTW*) {
+  return ::remove(path);
+}
+
+absl::Status WriteAll(int fd, const std::string& path,
+                      absl::string_view contents) {
+  size_t written = 0;
+  while (written < contents.size()) {
+    const ssize_t n =
+        ::write(fd, contents.data() + written, contents.size() - written);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return ErrnoError(errno, absl::StrCat(path, ": write failed"));
+    written += static_cast<size_t>(n);
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
 
 absl::Status ErrnoError(int error_number, absl::string_view what) {
   return absl::Status(absl::ErrnoToStatusCode(error_number),
@@ -50,21 +71,14 @@ absl::Status MakeDirectories(const std::string& directory) {
 absl::Status WriteFileAtomically(const std::string& path,
                                  absl::string_view contents) {
   const std::string temp = absl::StrCat(path, ".tmp.", ::getpid());
-  const int fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
-                        0644);
+  const int fd =
+      ::open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) return ErrnoError(errno, absl::StrCat(temp, ": cannot create"));
-  size_t written = 0;
-  while (written < contents.size()) {
-    const ssize_t n =
-        ::write(fd, contents.data() + written, contents.size() - written);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      const int error = errno;
-      ::close(fd);
-      ::unlink(temp.c_str());
-      return ErrnoError(error, absl::StrCat(temp, ": write failed"));
-    }
-    written += static_cast<size_t>(n);
+  absl::Status written = WriteAll(fd, temp, contents);
+  if (!written.ok()) {
+    ::close(fd);
+    ::unlink(temp.c_str());
+    return written;
   }
   if (::close(fd) != 0) {
     const int error = errno;
@@ -74,7 +88,8 @@ absl::Status WriteFileAtomically(const std::string& path,
   if (::rename(temp.c_str(), path.c_str()) != 0) {
     const int error = errno;
     ::unlink(temp.c_str());
-    return ErrnoError(error, absl::StrCat("cannot rename ", temp, " to ", path));
+    return ErrnoError(error,
+                      absl::StrCat("cannot rename ", temp, " to ", path));
   }
   return absl::OkStatus();
 }
@@ -97,6 +112,37 @@ absl::StatusOr<std::string> ReadFile(const std::string& path) {
   }
   ::close(fd);
   return contents;
+}
+
+absl::Status WriteFile(const std::string& path, absl::string_view contents) {
+  const int fd =
+      ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) return ErrnoError(errno, absl::StrCat(path, ": cannot create"));
+  absl::Status written = WriteAll(fd, path, contents);
+  if (written.ok() && ::fsync(fd) != 0) {
+    written = ErrnoError(errno, absl::StrCat(path, ": fsync failed"));
+  }
+  if (::close(fd) != 0 && written.ok()) {
+    written = ErrnoError(errno, absl::StrCat(path, ": close failed"));
+  }
+  return written;
+}
+
+bool PathExists(const std::string& path) {
+  struct stat info;
+  return ::stat(path.c_str(), &info) == 0;
+}
+
+absl::Status RemoveRecursively(const std::string& path) {
+  struct stat info;
+  if (::lstat(path.c_str(), &info) != 0) {
+    if (errno == ENOENT) return absl::OkStatus();
+    return ErrnoError(errno, absl::StrCat(path, ": cannot stat"));
+  }
+  if (::nftw(path.c_str(), &RemoveEntry, 16, FTW_DEPTH | FTW_PHYS) != 0) {
+    return ErrnoError(errno, absl::StrCat(path, ": cannot remove"));
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace fapo::files

@@ -1,6 +1,13 @@
-// services/files: the few filesystem operations services need, on POSIX
-// calls (never std::filesystem: LibTorch exports its own copy of those
-// symbols, so code linked with it must not use them).
+// services/files: the file-system operations the project needs, on POSIX
+// calls. Errors carry errno's canonical code and name the path.
+//
+// NOTE [no std::filesystem]: the torch wheel's libtorch.so exports its own
+// copy of the std::filesystem symbols, built with another ABI than this
+// compiler's libstdc++. A binary that links LibTorch (the trainer, the
+// rollout worker, `fapo`) and calls std::filesystem binds to libtorch's
+// copy and crashes or misbehaves at run time. Code that may be linked with
+// LibTorch uses this library (or POSIX calls) instead; every other place
+// that reads or writes files cites this note.
 #ifndef FAPO_SERVICES_FILES_FILES_H_
 #define FAPO_SERVICES_FILES_FILES_H_
 
@@ -35,6 +42,19 @@ absl::Status WriteFileAtomically(const std::string& path,
 
 // The whole file. NotFound (naming it) when it does not exist.
 absl::StatusOr<std::string> ReadFile(const std::string& path);
+
+// Creates or truncates `path` and writes `contents`, then fsyncs it, so the
+// bytes are on disk when it returns OK (checkpoint files, which a manifest
+// with their sizes and CRCs then vouches for). Not atomic: a reader may see
+// a part; use WriteFileAtomically for files read while being replaced.
+absl::Status WriteFile(const std::string& path, absl::string_view contents);
+
+// True when something (file, directory, link target) exists at `path`.
+bool PathExists(const std::string& path);
+
+// rm -rf: `path` and everything below it (links are removed, not
+// followed). OK when nothing is there.
+absl::Status RemoveRecursively(const std::string& path);
 
 }  // namespace fapo::files
 

@@ -8,6 +8,18 @@
 #include "absl/strings/str_join.h"
 
 namespace fapo::metrics {
+
+absl::string_view MetricTypeName(MetricType type) {
+  switch (type) {
+    case MetricType::kCounter:
+      return "counter";
+    case MetricType::kGauge:
+      return "gauge";
+    case MetricType::kHistogram:
+      return "histogram";
+  }
+  return "untyped";
+}
 namespace {
 
 bool IsAsciiLetter(char c) {
@@ -132,6 +144,11 @@ absl::Status ValidateFamilyDefinition(MetricType type, absl::string_view name,
   }
   if (help.empty()) return invalid("help text must not be empty");
   if (!IsValidUtf8(help)) return invalid("help text is not valid UTF-8");
+  if (help.find_first_of("\n\\") != absl::string_view::npos) {
+    return invalid(
+        "help text must not hold a newline or a backslash (written "
+        "unescaped on the HELP line)");
+  }
   std::set<absl::string_view> seen;
   for (const std::string& label : labels) {
     status = ValidateLabelName(label);

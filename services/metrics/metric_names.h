@@ -18,9 +18,13 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
-#include "services/metrics/metric_types.h"
 
 namespace fapo::metrics {
+
+enum class MetricType { kCounter, kGauge, kHistogram };
+
+// "counter", "gauge", "histogram": the word used in "# TYPE" lines.
+absl::string_view MetricTypeName(MetricType type);
 
 // OK when `name` matches [a-zA-Z_:][a-zA-Z0-9_:]*, else InvalidArgument
 // naming the offending name and character.
@@ -42,7 +46,9 @@ bool IsValidUtf8(absl::string_view text);
 //   * counters end in "_total";
 //   * no name ends in "_bucket", "_sum" or "_count" (histograms append those
 //     suffixes, and promtool flags them on other types);
-//   * `help` is non-empty valid UTF-8;
+//   * `help` is non-empty valid UTF-8 without a newline or a backslash
+//     (prometheus-cpp writes HELP text unescaped, and either would break
+//     or change the line);
 //   * each label name passes ValidateLabelName, none repeats, histograms do
 //     not use "le" (their bucket label);
 // Returns InvalidArgument naming the metric and the rule it breaks.

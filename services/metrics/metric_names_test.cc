@@ -114,6 +114,13 @@ TEST(ValidateFamilyDefinitionTest, RejectsEachBrokenRuleWithAClearMessage) {
   EXPECT_THAT(ValidateFamilyDefinition(MetricType::kGauge, "fapo_x", "\xff", {},
                                        "fapo_"),
               StatusIs(kInvalid, HasSubstr("UTF-8")));
+  // prometheus-cpp writes HELP unescaped: either would break the line.
+  EXPECT_THAT(ValidateFamilyDefinition(MetricType::kGauge, "fapo_x",
+                                       "Two\nlines.", {}, "fapo_"),
+              StatusIs(kInvalid, HasSubstr("newline")));
+  EXPECT_THAT(ValidateFamilyDefinition(MetricType::kGauge, "fapo_x", "C:\\path",
+                                       {}, "fapo_"),
+              StatusIs(kInvalid, HasSubstr("backslash")));
   EXPECT_THAT(ValidateFamilyDefinition(MetricType::kGauge, "fapo-x", "Help.",
                                        {}, "fapo_"),
               StatusIs(kInvalid, HasSubstr("'-'")));

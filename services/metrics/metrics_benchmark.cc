@@ -6,8 +6,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "benchmark/benchmark.h"
+#include "prometheus/text_serializer.h"
 #include "services/metrics/metrics_registry.h"
-#include "services/metrics/text_format.h"
 
 namespace fapo::metrics {
 namespace {
@@ -107,7 +107,8 @@ void BM_RenderHundredSeries(benchmark::State& state) {
   std::unique_ptr<MetricsRegistry> registry = HundredSeriesRegistry();
   size_t bytes = 0;
   for (auto _ : state) {
-    const std::string text = RenderTextFormat(registry->Collect());
+    const std::string text =
+        prometheus::TextSerializer().Serialize(registry->Collect());
     bytes = text.size();
     benchmark::DoNotOptimize(text.data());
   }

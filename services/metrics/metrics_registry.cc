@@ -1,123 +1,19 @@
 #include "services/metrics/metrics_registry.h"
 
-#include <algorithm>
-#include <atomic>
 #include <cmath>
-#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
-#include <map>
+#include <exception>
 #include <type_traits>
 #include <utility>
 
-#include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "absl/synchronization/mutex.h"
 #include "services/logging/log.h"
-#include "services/metrics/metric_names.h"
 
 namespace fapo::metrics {
 namespace {
-
-// std::atomic<double>::fetch_add is C++20; this is the usual CAS loop.
-void AtomicAdd(std::atomic<double>* target, double amount) {
-  double current = target->load(std::memory_order_relaxed);
-  while (!target->compare_exchange_weak(current, current + amount,
-                                        std::memory_order_relaxed)) {
-  }
-}
-
-// Counters are mostly incremented by whole numbers (events, tokens, bytes).
-// Those go to an integer with a single fetch_add, which does not retry under
-// contention the way a CAS loop on a double does; fractional amounts
-// (seconds) go to the double. Value() is the sum of both, exact while the
-// integer part stays below 2^53.
-class CounterImpl final : public Counter {
- public:
-  void Increment(double amount) override {
-    if (!(amount >= 0)) return;  // negative or NaN
-    if (amount < kMaxIntegerIncrement && amount == std::trunc(amount)) {
-      integer_part_.fetch_add(static_cast<uint64_t>(amount),
-                              std::memory_order_relaxed);
-    } else {
-      AtomicAdd(&fractional_part_, amount);
-    }
-  }
-  double Value() const override {
-    return static_cast<double>(integer_part_.load(std::memory_order_relaxed)) +
-           fractional_part_.load(std::memory_order_relaxed);
-  }
-  void Fill(MetricSnapshot* snapshot) const { snapshot->value = Value(); }
-
- private:
-  static constexpr double kMaxIntegerIncrement = 4294967296.0;  // 2^32
-  std::atomic<uint64_t> integer_part_{0};
-  std::atomic<double> fractional_part_{0};
-};
-
-class GaugeImpl final : public Gauge {
- public:
-  void Set(double value) override {
-    value_.store(value, std::memory_order_relaxed);
-  }
-  void Increment(double amount) override { AtomicAdd(&value_, amount); }
-  void Decrement(double amount) override { AtomicAdd(&value_, -amount); }
-  double Value() const override {
-    return value_.load(std::memory_order_relaxed);
-  }
-  void Fill(MetricSnapshot* snapshot) const { snapshot->value = Value(); }
-
- private:
-  std::atomic<double> value_{0};
-};
-
-// Per-bucket (not cumulative) counts, so Observe touches one bucket; the
-// snapshot accumulates them and derives count from them, which keeps count
-// equal to the +Inf bucket even while observations race with a scrape.
-class HistogramImpl final : public Histogram {
- public:
-  // `bounds` is the family's, which outlives every child.
-  explicit HistogramImpl(const std::vector<double>* bounds)
-      : bounds_(*bounds),
-        bucket_counts_(new std::atomic<uint64_t>[bounds->size() + 1]) {
-    for (size_t i = 0; i <= bounds_.size(); ++i) {
-      bucket_counts_[i].store(0, std::memory_order_relaxed);
-    }
-  }
-
-  void Observe(double value) override {
-    if (std::isnan(value)) return;
-    const size_t bucket =
-        std::lower_bound(bounds_.begin(), bounds_.end(), value) -
-        bounds_.begin();
-    bucket_counts_[bucket].fetch_add(1, std::memory_order_relaxed);
-    AtomicAdd(&sum_, value);
-  }
-
-  HistogramSnapshot Snapshot() const override {
-    HistogramSnapshot snapshot;
-    snapshot.bucket_bounds = bounds_;
-    snapshot.cumulative_counts.resize(bounds_.size() + 1);
-    uint64_t cumulative = 0;
-    for (size_t i = 0; i <= bounds_.size(); ++i) {
-      cumulative += bucket_counts_[i].load(std::memory_order_relaxed);
-      snapshot.cumulative_counts[i] = cumulative;
-    }
-    snapshot.count = cumulative;
-    snapshot.sum = sum_.load(std::memory_order_relaxed);
-    return snapshot;
-  }
-  void Fill(MetricSnapshot* snapshot) const {
-    snapshot->histogram = Snapshot();
-  }
-
- private:
-  const std::vector<double>& bounds_;
-  std::unique_ptr<std::atomic<uint64_t>[]> bucket_counts_;
-  std::atomic<double> sum_{0};
-};
 
 // "gauge with help "..." and labels [a, b]", for AlreadyExists errors.
 std::string DescribeDefinition(MetricType type, absl::string_view help,
@@ -133,248 +29,6 @@ std::string DescribeDefinition(MetricType type, absl::string_view help,
   return out;
 }
 
-// What the registry knows about every family, whatever its type.
-class FamilyBase {
- public:
-  FamilyBase(MetricType type, std::string name, std::string help,
-             std::vector<std::string> label_names,
-             std::vector<double> bucket_bounds)
-      : type_(type),
-        name_(std::move(name)),
-        help_(std::move(help)),
-        label_names_(std::move(label_names)),
-        bucket_bounds_(std::move(bucket_bounds)) {}
-  virtual ~FamilyBase() = default;
-  FamilyBase(const FamilyBase&) = delete;
-  FamilyBase& operator=(const FamilyBase&) = delete;
-
-  virtual FamilySnapshot Collect() const = 0;
-
-  bool SameDefinition(MetricType type, absl::string_view help,
-                      const std::vector<std::string>& label_names,
-                      const std::vector<double>& bucket_bounds) const {
-    return type_ == type && help_ == help && label_names_ == label_names &&
-           bucket_bounds_ == bucket_bounds;
-  }
-
-  std::string Describe() const {
-    return DescribeDefinition(type_, help_, label_names_, bucket_bounds_);
-  }
-
-  MetricType type() const { return type_; }
-
- protected:
-  const MetricType type_;
-  const std::string name_;
-  const std::string help_;
-  const std::vector<std::string> label_names_;
-  const std::vector<double> bucket_bounds_;
-};
-
-template <typename Metric, typename Impl>
-class FamilyImpl final : public MetricFamily<Metric>, public FamilyBase {
- public:
-  FamilyImpl(MetricType type, std::string name, std::string help,
-             std::vector<std::string> label_names,
-             std::vector<double> bucket_bounds)
-      : FamilyBase(type, std::move(name), std::move(help),
-                   std::move(label_names), std::move(bucket_bounds)),
-        detached_(NewChild()) {}
-
-  const std::string& name() const override { return name_; }
-  const std::vector<std::string>& label_names() const override {
-    return label_names_;
-  }
-
-  absl::StatusOr<Metric*> Get(const Labels& labels) override {
-    std::vector<std::string> values;
-    absl::Status status = OrderLabelValues(labels, &values);
-    if (!status.ok()) return status;
-    {
-      absl::ReaderMutexLock lock(&mu_);
-      auto it = children_.find(values);
-      if (it != children_.end()) return it->second.get();
-    }
-    // Existing children passed this check when they were created.
-    status = CheckLabelValues(values);
-    if (!status.ok()) return status;
-    absl::MutexLock lock(&mu_);
-    std::unique_ptr<Impl>& child = children_[std::move(values)];
-    if (child == nullptr) child = NewChild();  // lost no race: create it
-    return child.get();
-  }
-
-  Metric& WithLabels(const Labels& labels) override {
-    absl::StatusOr<Metric*> child = Get(labels);
-    if (child.ok()) return **child;
-    if (!logged_label_error_.exchange(true)) {
-      FAPO_LOG(ERROR) << child.status().message()
-                      << " (updates go to a detached series that is not "
-                         "exported; further errors for this metric are not "
-                         "logged)";
-    }
-    return *detached_;
-  }
-
-  FamilySnapshot Collect() const override {
-    FamilySnapshot snapshot;
-    snapshot.name = name_;
-    snapshot.help = help_;
-    snapshot.type = type_;
-    snapshot.label_names = label_names_;
-    absl::ReaderMutexLock lock(&mu_);
-    snapshot.metrics.resize(children_.size());
-    size_t i = 0;
-    for (const auto& [values, child] : children_) {
-      MetricSnapshot& metric = snapshot.metrics[i++];
-      metric.label_values = values;
-      child->Fill(&metric);
-    }
-    return snapshot;
-  }
-
- private:
-  std::unique_ptr<Impl> NewChild() const {
-    if constexpr (std::is_same_v<Impl, HistogramImpl>) {
-      return std::make_unique<Impl>(&bucket_bounds_);
-    } else {
-      return std::make_unique<Impl>();
-    }
-  }
-
-  // Orders `labels` by label_names_; InvalidArgument unless the label names
-  // are exactly label_names_.
-  absl::Status OrderLabelValues(const Labels& labels,
-                                std::vector<std::string>* values) const {
-    bool names_match = labels.size() == label_names_.size();
-    values->reserve(label_names_.size());
-    for (size_t i = 0; names_match && i < label_names_.size(); ++i) {
-      auto it = labels.find(label_names_[i]);
-      if (it == labels.end()) {
-        names_match = false;
-      } else {
-        values->push_back(it->second);
-      }
-    }
-    if (!names_match) {
-      std::vector<std::string> given;
-      for (const auto& [label, value] : labels) given.push_back(label);
-      return absl::InvalidArgumentError(
-          absl::StrCat("metric \"", name_, "\" has labels [",
-                       absl::StrJoin(label_names_, ", "), "] but was given [",
-                       absl::StrJoin(given, ", "), "]"));
-    }
-    return absl::OkStatus();
-  }
-
-  // InvalidArgument unless every value is valid UTF-8.
-  absl::Status CheckLabelValues(const std::vector<std::string>& values) const {
-    for (size_t i = 0; i < values.size(); ++i) {
-      if (!IsValidUtf8(values[i])) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "metric \"", name_, "\": value of label \"", label_names_[i],
-            "\" is not valid UTF-8 (Prometheus would reject the whole "
-            "scrape)"));
-      }
-    }
-    return absl::OkStatus();
-  }
-
-  mutable absl::Mutex mu_;
-  // Keyed by label values in label_names_ order; std::map keeps exposition
-  // order stable. unique_ptr keeps children at fixed addresses.
-  std::map<std::vector<std::string>, std::unique_ptr<Impl>> children_
-      ABSL_GUARDED_BY(mu_);
-  const std::unique_ptr<Impl> detached_;
-  std::atomic<bool> logged_label_error_{false};
-};
-
-using CounterFamilyImpl = FamilyImpl<Counter, CounterImpl>;
-using GaugeFamilyImpl = FamilyImpl<Gauge, GaugeImpl>;
-using HistogramFamilyImpl = FamilyImpl<Histogram, HistogramImpl>;
-
-class Registry final : public MetricsRegistry {
- public:
-  explicit Registry(MetricsRegistryOptions options)
-      : options_(std::move(options)) {}
-  Registry(const Registry&) = delete;
-  Registry& operator=(const Registry&) = delete;
-
-  absl::StatusOr<CounterFamily*> AddCounter(
-      absl::string_view name, absl::string_view help,
-      const std::vector<std::string>& label_names) override {
-    return Add<CounterFamilyImpl>(MetricType::kCounter, name, help, {},
-                                  label_names);
-  }
-
-  absl::StatusOr<GaugeFamily*> AddGauge(
-      absl::string_view name, absl::string_view help,
-      const std::vector<std::string>& label_names) override {
-    return Add<GaugeFamilyImpl>(MetricType::kGauge, name, help, {},
-                                label_names);
-  }
-
-  absl::StatusOr<HistogramFamily*> AddHistogram(
-      absl::string_view name, absl::string_view help,
-      const std::vector<double>& bucket_bounds,
-      const std::vector<std::string>& label_names) override {
-    absl::Status status = ValidateBucketBounds(bucket_bounds);
-    if (!status.ok()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("histogram \"", name, "\": ", status.message()));
-    }
-    return Add<HistogramFamilyImpl>(MetricType::kHistogram, name, help,
-                                    bucket_bounds, label_names);
-  }
-
-  std::vector<FamilySnapshot> Collect() const override {
-    absl::ReaderMutexLock lock(&mu_);
-    std::vector<FamilySnapshot> snapshots;
-    snapshots.reserve(families_.size());
-    for (const auto& [name, family] : families_) {
-      snapshots.push_back(family->Collect());
-    }
-    return snapshots;
-  }
-
- private:
-  template <typename Impl>
-  absl::StatusOr<Impl*> Add(MetricType type, absl::string_view name,
-                            absl::string_view help,
-                            const std::vector<double>& bucket_bounds,
-                            const std::vector<std::string>& label_names) {
-    absl::Status status = ValidateFamilyDefinition(
-        type, name, help, label_names, options_.required_name_prefix);
-    if (!status.ok()) return status;
-    absl::MutexLock lock(&mu_);
-    auto it = families_.find(name);
-    if (it != families_.end()) {
-      FamilyBase& existing = *it->second;
-      if (existing.SameDefinition(type, help, label_names, bucket_bounds)) {
-        // Same type implies same Impl: the downcast is exact.
-        return static_cast<Impl*>(&existing);
-      }
-      return absl::AlreadyExistsError(absl::StrCat(
-          "metric \"", name, "\" is already registered as a ",
-          existing.Describe(), "; cannot register it again as a ",
-          DescribeDefinition(type, help, label_names, bucket_bounds)));
-    }
-    auto family = std::make_unique<Impl>(
-        type, std::string(name), std::string(help), label_names, bucket_bounds);
-    Impl* raw = family.get();
-    families_.emplace(std::string(name), std::move(family));
-    // A family without labels has exactly one series; export it from the
-    // start so dashboards see 0 rather than "no data".
-    if (label_names.empty()) raw->WithLabels({});
-    return raw;
-  }
-
-  const MetricsRegistryOptions options_;
-  mutable absl::Mutex mu_;
-  std::map<std::string, std::unique_ptr<FamilyBase>, std::less<>> families_
-      ABSL_GUARDED_BY(mu_);
-};
-
 // Rounds to 15 significant digits (a double holds 15-17), which removes the
 // representation noise of repeated float arithmetic from bucket bounds.
 double RoundBound(double value) {
@@ -383,11 +37,180 @@ double RoundBound(double value) {
   return std::strtod(buffer, nullptr);
 }
 
+template <typename Metric>
+prometheus::Family<Metric>& Build(prometheus::Registry& registry,
+                                  const std::string& name,
+                                  const std::string& help) {
+  if constexpr (std::is_same_v<Metric, Counter>) {
+    return prometheus::BuildCounter().Name(name).Help(help).Register(registry);
+  } else if constexpr (std::is_same_v<Metric, Gauge>) {
+    return prometheus::BuildGauge().Name(name).Help(help).Register(registry);
+  } else {
+    return prometheus::BuildHistogram().Name(name).Help(help).Register(
+        registry);
+  }
+}
+
 }  // namespace
+
+template <typename Metric>
+MetricFamily<Metric>::MetricFamily(prometheus::Family<Metric>* family,
+                                   std::string name,
+                                   std::vector<std::string> label_names,
+                                   std::vector<double> bucket_bounds)
+    : family_(family),
+      name_(std::move(name)),
+      label_names_(std::move(label_names)),
+      bucket_bounds_(std::move(bucket_bounds)) {
+  if constexpr (std::is_same_v<Metric, Histogram>) {
+    detached_ = std::make_unique<Metric>(bucket_bounds_);
+  } else {
+    detached_ = std::make_unique<Metric>();
+  }
+}
+
+template <typename Metric>
+Metric& MetricFamily<Metric>::Add(const Labels& labels) {
+  if constexpr (std::is_same_v<Metric, Histogram>) {
+    return family_->Add(labels, bucket_bounds_);
+  } else {
+    return family_->Add(labels);
+  }
+}
+
+template <typename Metric>
+absl::StatusOr<Metric*> MetricFamily<Metric>::Get(const Labels& labels) {
+  bool names_match = labels.size() == label_names_.size();
+  for (size_t i = 0; names_match && i < label_names_.size(); ++i) {
+    names_match = labels.count(label_names_[i]) > 0;
+  }
+  if (!names_match) {
+    std::vector<std::string> given;
+    for (const auto& [label, value] : labels) given.push_back(label);
+    return absl::InvalidArgumentError(
+        absl::StrCat("metric \"", name_, "\" has labels [",
+                     absl::StrJoin(label_names_, ", "), "] but was given [",
+                     absl::StrJoin(given, ", "), "]"));
+  }
+  for (const auto& [label, value] : labels) {
+    if (!IsValidUtf8(value)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "metric \"", name_, "\": value of label \"", label,
+          "\" is not valid UTF-8 (Prometheus would reject the whole scrape)"));
+    }
+  }
+  // The label names were checked at registration, so prometheus-cpp has
+  // nothing to throw for.
+  return &Add(labels);
+}
+
+template <typename Metric>
+Metric& MetricFamily<Metric>::WithLabels(const Labels& labels) {
+  absl::StatusOr<Metric*> metric = Get(labels);
+  if (metric.ok()) return **metric;
+  if (!logged_label_error_.exchange(true)) {
+    FAPO_LOG(ERROR) << metric.status().message()
+                    << "; updates go to a detached series that is not exported";
+  }
+  return *detached_;
+}
+
+template class MetricFamily<Counter>;
+template class MetricFamily<Gauge>;
+template class MetricFamily<Histogram>;
+
+MetricsRegistry::MetricsRegistry(MetricsRegistryOptions options)
+    : options_(std::move(options)),
+      registry_(std::make_shared<prometheus::Registry>(
+          prometheus::Registry::InsertBehavior::Throw)) {}
+
+MetricsRegistry::~MetricsRegistry() = default;
+
+template <typename Metric>
+absl::StatusOr<MetricFamily<Metric>*> MetricsRegistry::Add(
+    MetricType type, absl::string_view name, absl::string_view help,
+    const std::vector<double>& bucket_bounds,
+    const std::vector<std::string>& label_names) {
+  absl::Status status = ValidateFamilyDefinition(type, name, help, label_names,
+                                                 options_.required_name_prefix);
+  if (!status.ok()) return status;
+  absl::MutexLock lock(&mu_);
+  auto it = definitions_.find(name);
+  if (it != definitions_.end()) {
+    const Definition& existing = it->second;
+    if (existing.type == type && existing.help == help &&
+        existing.label_names == label_names &&
+        existing.bucket_bounds == bucket_bounds) {
+      // Same type implies the same Metric: the cast is exact.
+      return static_cast<MetricFamily<Metric>*>(existing.family);
+    }
+    return absl::AlreadyExistsError(absl::StrCat(
+        "metric \"", name, "\" is already registered as a ",
+        DescribeDefinition(existing.type, existing.help, existing.label_names,
+                           existing.bucket_bounds),
+        "; cannot register it again as a ",
+        DescribeDefinition(type, help, label_names, bucket_bounds)));
+  }
+  prometheus::Family<Metric>* built = nullptr;
+  try {
+    built = &Build<Metric>(*registry_, std::string(name), std::string(help));
+  } catch (const std::exception& error) {
+    // The checks above are stricter than prometheus-cpp's; kept as a
+    // guard so that nothing throws across this boundary.
+    return absl::InvalidArgumentError(
+        absl::StrCat("metric \"", name, "\": ", error.what()));
+  }
+  std::unique_ptr<MetricFamily<Metric>> family(new MetricFamily<Metric>(
+      built, std::string(name), label_names, bucket_bounds));
+  MetricFamily<Metric>* raw = family.get();
+  definitions_.emplace(
+      std::string(name),
+      Definition{type, std::string(help), label_names, bucket_bounds, raw});
+  if constexpr (std::is_same_v<Metric, Counter>) {
+    counters_.push_back(std::move(family));
+  } else if constexpr (std::is_same_v<Metric, Gauge>) {
+    gauges_.push_back(std::move(family));
+  } else {
+    histograms_.push_back(std::move(family));
+  }
+  // A family without labels has exactly one series; export it from the
+  // start so dashboards see 0 rather than "no data".
+  if (label_names.empty()) raw->Add({});
+  return raw;
+}
+
+absl::StatusOr<CounterFamily*> MetricsRegistry::AddCounter(
+    absl::string_view name, absl::string_view help,
+    const std::vector<std::string>& label_names) {
+  return Add<Counter>(MetricType::kCounter, name, help, {}, label_names);
+}
+
+absl::StatusOr<GaugeFamily*> MetricsRegistry::AddGauge(
+    absl::string_view name, absl::string_view help,
+    const std::vector<std::string>& label_names) {
+  return Add<Gauge>(MetricType::kGauge, name, help, {}, label_names);
+}
+
+absl::StatusOr<HistogramFamily*> MetricsRegistry::AddHistogram(
+    absl::string_view name, absl::string_view help,
+    const std::vector<double>& bucket_bounds,
+    const std::vector<std::string>& label_names) {
+  absl::Status status = ValidateBucketBounds(bucket_bounds);
+  if (!status.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("histogram \"", name, "\": ", status.message()));
+  }
+  return Add<Histogram>(MetricType::kHistogram, name, help, bucket_bounds,
+                        label_names);
+}
+
+std::vector<prometheus::MetricFamily> MetricsRegistry::Collect() const {
+  return registry_->Collect();
+}
 
 std::unique_ptr<MetricsRegistry> NewMetricsRegistry(
     MetricsRegistryOptions options) {
-  return std::make_unique<Registry>(std::move(options));
+  return std::make_unique<MetricsRegistry>(std::move(options));
 }
 
 MetricsRegistry& DefaultMetricsRegistry() {
@@ -405,8 +228,9 @@ std::vector<double> ExponentialBuckets(double start, double factor, int count) {
 
 std::vector<double> LinearBuckets(double start, double width, int count) {
   std::vector<double> bounds;
-  for (int i = 0; i < count; ++i)
+  for (int i = 0; i < count; ++i) {
     bounds.push_back(RoundBound(start + i * width));
+  }
   return bounds;
 }
 

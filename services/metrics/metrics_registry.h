@@ -1,11 +1,12 @@
-// services/metrics: Prometheus metrics for every fapo process.
+// services/metrics: Prometheus metrics for every fapo process, on
+// prometheus-cpp (Debian's prometheus-cpp-dev: core for the metrics and
+// the text format, pull for the /metrics endpoint).
 //
-//   metric_types.h      metric kinds, label maps, snapshot structs (data)
-//   metric_names.h      name/label rules (Prometheus + project conventions)
-//   metrics_registry.h  Counter, Gauge, Histogram, families, the registry
-//                       interface and our in-process implementation (this)
-//   text_format.h       text exposition format 0.0.4 renderer
-//   metrics_server.h    civetweb HTTP endpoint: GET /metrics, GET /healthz
+//   metric_names.h      the project's naming rules on top of Prometheus's
+//   metrics_registry.h  MetricsRegistry (this): families registered under
+//                       those rules, over a prometheus::Registry
+//   metrics_server.h    the /metrics endpoint (prometheus::Exposer)
+//   metrics_testing.h   reading values back in tests
 //
 // Usage:
 //
@@ -13,65 +14,46 @@
 //   ASSIGN_OR_RETURN(CounterFamily* trajectories,
 //                    registry.AddCounter("fapo_trajectories_total",
 //                                        "Trajectories by state.", {"state"}));
-//   Counter& scored = trajectories->WithLabels({{"state", "scored"}});
+//   metrics::Counter& scored = trajectories->WithLabels({{"state", "scored"}});
 //   scored.Increment();                         // hot path: one atomic add
 //
-// The interfaces (Counter, Gauge, Histogram, MetricFamily, MetricsRegistry)
-// are what callers program against; NewMetricsRegistry() returns our
-// implementation, and a prometheus-cpp backed registry could replace it
-// without touching call sites.
+// The metrics themselves are prometheus-cpp's (Counter, Gauge, Histogram:
+// thread-safe; a counter ignores negative increments). What this layer adds
+// to prometheus::Registry: the project's naming rules checked at
+// registration with a Status instead of an exception; each family's label
+// names declared once and checked on every child (prometheus-cpp would
+// accept any label set); the same definition registered twice returns the
+// one family, a different one is an error; and label-less families are
+// exported (as 0) from their registration.
 #ifndef FAPO_SERVICES_METRICS_METRICS_REGISTRY_H_
 #define FAPO_SERVICES_METRICS_METRICS_REGISTRY_H_
 
+#include <prometheus/counter.h>
+#include <prometheus/family.h>
+#include <prometheus/gauge.h>
+#include <prometheus/histogram.h>
+#include <prometheus/metric_family.h>
+#include <prometheus/registry.h>
+
+#include <atomic>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
-#include "services/metrics/metric_types.h"
+#include "absl/synchronization/mutex.h"
+#include "services/metrics/metric_names.h"
 
 namespace fapo::metrics {
 
-// A value that only goes up (events, seconds spent, bytes sent).
-// Thread-safe; Increment is lock-free.
-class Counter {
- public:
-  virtual ~Counter() = default;
-  // Adds `amount`. Negative and NaN amounts are ignored: a counter never
-  // goes down (Prometheus would read a decrease as a process restart).
-  virtual void Increment(double amount) = 0;
-  void Increment() { Increment(1.0); }
-  virtual double Value() const = 0;
-};
-
-// A value that goes up and down (queue depth, policy version, a ratio).
-// Thread-safe; every update is lock-free.
-class Gauge {
- public:
-  virtual ~Gauge() = default;
-  virtual void Set(double value) = 0;
-  virtual void Increment(double amount) = 0;
-  void Increment() { Increment(1.0); }
-  virtual void Decrement(double amount) = 0;
-  void Decrement() { Decrement(1.0); }
-  virtual double Value() const = 0;
-};
-
-// Counts observations into buckets with fixed upper bounds (latencies,
-// staleness). Thread-safe; Observe is lock-free.
-class Histogram {
- public:
-  virtual ~Histogram() = default;
-  // Counts `value` in the first bucket whose upper bound is >= value (the
-  // +Inf bucket if none) and adds it to the sum. NaN is ignored, since it
-  // would poison the sum forever.
-  virtual void Observe(double value) = 0;
-  // Point-in-time copy. Bucket counts and count are mutually consistent
-  // (count is the +Inf bucket); `sum` may lag observations that are in
-  // flight on other threads.
-  virtual HistogramSnapshot Snapshot() const = 0;
-};
+using Counter = prometheus::Counter;
+using Gauge = prometheus::Gauge;
+using Histogram = prometheus::Histogram;
+// Label name -> label value, e.g. {{"state", "scored"}}.
+using Labels = std::map<std::string, std::string>;
 
 // All series of one metric name, one child per combination of label values.
 // Thread-safe. Children are created on first use, start at zero, and live
@@ -80,68 +62,42 @@ class Histogram {
 template <typename Metric>
 class MetricFamily {
  public:
-  virtual ~MetricFamily() = default;
+  MetricFamily(const MetricFamily&) = delete;
+  MetricFamily& operator=(const MetricFamily&) = delete;
 
-  virtual const std::string& name() const = 0;
-  virtual const std::vector<std::string>& label_names() const = 0;
+  const std::string& name() const { return name_; }
+  const std::vector<std::string>& label_names() const { return label_names_; }
 
-  // The child for `labels`, whose keys must be exactly label_names(), and
+  // The child for `labels`, whose keys must be exactly label_names() and
   // whose values must be valid UTF-8 (any other content is fine; the text
   // format escapes it). InvalidArgument otherwise. Never null; owned by the
   // family.
-  virtual absl::StatusOr<Metric*> Get(const Labels& labels) = 0;
+  absl::StatusOr<Metric*> Get(const Labels& labels);
 
   // Like Get, for call sites that have no use for an error. A mistake in
   // `labels` is logged (ERROR, once per family) and yields a detached child
   // that is never exported, so a metrics bug cannot take a training run
   // down. For a family without labels, WithLabels({}) is its only series.
-  virtual Metric& WithLabels(const Labels& labels) = 0;
+  Metric& WithLabels(const Labels& labels);
+
+ private:
+  friend class MetricsRegistry;
+  MetricFamily(prometheus::Family<Metric>* family, std::string name,
+               std::vector<std::string> label_names,
+               std::vector<double> bucket_bounds);
+  Metric& Add(const Labels& labels);
+
+  prometheus::Family<Metric>* const family_;  // owned by the registry
+  const std::string name_;
+  const std::vector<std::string> label_names_;
+  const std::vector<double> bucket_bounds_;  // histograms only
+  std::unique_ptr<Metric> detached_;
+  std::atomic<bool> logged_label_error_{false};
 };
 
 using CounterFamily = MetricFamily<Counter>;
 using GaugeFamily = MetricFamily<Gauge>;
 using HistogramFamily = MetricFamily<Histogram>;
-
-// Hands out metric families and collects them for exposition. Thread-safe:
-// registration, updates and Collect may run concurrently.
-//
-// Registration checks (InvalidArgument, message names the metric and rule):
-// see ValidateFamilyDefinition in metric_names.h (name syntax, "fapo_"
-// prefix, "_total" on counters, reserved suffixes, non-empty help, label
-// syntax, no "le" on histograms) and ValidateBucketBounds (finite, strictly
-// increasing).
-//
-// Registering a name again with exactly the same definition (type, help,
-// label names in the same order, bucket bounds) returns the existing family,
-// so two components may declare a shared metric independently. Any
-// difference is AlreadyExists, naming both definitions.
-//
-// Families without labels get their single series at registration, so they
-// are exported (as 0) before the first update.
-class MetricsRegistry {
- public:
-  virtual ~MetricsRegistry() = default;
-
-  virtual absl::StatusOr<CounterFamily*> AddCounter(
-      absl::string_view name, absl::string_view help,
-      const std::vector<std::string>& label_names) = 0;
-
-  virtual absl::StatusOr<GaugeFamily*> AddGauge(
-      absl::string_view name, absl::string_view help,
-      const std::vector<std::string>& label_names) = 0;
-
-  // `bucket_bounds`: finite upper bounds, strictly increasing; the +Inf
-  // bucket is added implicitly. See ExponentialBuckets / LinearBuckets.
-  virtual absl::StatusOr<HistogramFamily*> AddHistogram(
-      absl::string_view name, absl::string_view help,
-      const std::vector<double>& bucket_bounds,
-      const std::vector<std::string>& label_names) = 0;
-
-  // Snapshot of every family, sorted by name, each family's metrics sorted
-  // by label values. Families are owned by the registry; pointers returned
-  // by Add* stay valid for its lifetime.
-  virtual std::vector<FamilySnapshot> Collect() const = 0;
-};
 
 struct MetricsRegistryOptions {
   // Every metric name must start with this. Default "fapo_" (DESIGN.md);
@@ -149,7 +105,77 @@ struct MetricsRegistryOptions {
   std::string required_name_prefix = "fapo_";
 };
 
-// Our in-process implementation of MetricsRegistry.
+// Hands out metric families and collects them for exposition. Thread-safe:
+// registration, updates and Collect may run concurrently.
+//
+// Registration checks (InvalidArgument, message names the metric and rule):
+// ValidateFamilyDefinition in metric_names.h (name syntax, the required
+// prefix, "_total" on counters, reserved suffixes, help text, label syntax,
+// no "le" on histograms) and ValidateBucketBounds (finite, strictly
+// increasing).
+//
+// Registering a name again with exactly the same definition (type, help,
+// label names in the same order, bucket bounds) returns the existing family,
+// so two components may declare a shared metric independently. Any
+// difference is AlreadyExists, naming both definitions.
+class MetricsRegistry {
+ public:
+  explicit MetricsRegistry(MetricsRegistryOptions options = {});
+  ~MetricsRegistry();
+  MetricsRegistry(const MetricsRegistry&) = delete;
+  MetricsRegistry& operator=(const MetricsRegistry&) = delete;
+
+  absl::StatusOr<CounterFamily*> AddCounter(
+      absl::string_view name, absl::string_view help,
+      const std::vector<std::string>& label_names);
+
+  absl::StatusOr<GaugeFamily*> AddGauge(
+      absl::string_view name, absl::string_view help,
+      const std::vector<std::string>& label_names);
+
+  // `bucket_bounds`: finite upper bounds, strictly increasing; the +Inf
+  // bucket is added implicitly. See ExponentialBuckets / LinearBuckets.
+  absl::StatusOr<HistogramFamily*> AddHistogram(
+      absl::string_view name, absl::string_view help,
+      const std::vector<double>& bucket_bounds,
+      const std::vector<std::string>& label_names);
+
+  // Every family, in registration order, as prometheus-cpp collects it
+  // (what /metrics serializes; tests read values from it through
+  // metrics_testing.h).
+  std::vector<prometheus::MetricFamily> Collect() const;
+
+  // The prometheus-cpp registry behind this one, for an Exposer.
+  std::shared_ptr<prometheus::Registry> prometheus_registry() const {
+    return registry_;
+  }
+
+ private:
+  struct Definition {
+    MetricType type;
+    std::string help;
+    std::vector<std::string> label_names;
+    std::vector<double> bucket_bounds;
+    void* family;  // the MetricFamily<T> of `type`
+  };
+
+  template <typename Metric>
+  absl::StatusOr<MetricFamily<Metric>*> Add(
+      MetricType type, absl::string_view name, absl::string_view help,
+      const std::vector<double>& bucket_bounds,
+      const std::vector<std::string>& label_names);
+
+  const MetricsRegistryOptions options_;
+  const std::shared_ptr<prometheus::Registry> registry_;
+  absl::Mutex mu_;
+  std::map<std::string, Definition, std::less<>> definitions_
+      ABSL_GUARDED_BY(mu_);
+  std::vector<std::unique_ptr<CounterFamily>> counters_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::unique_ptr<GaugeFamily>> gauges_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::unique_ptr<HistogramFamily>> histograms_
+      ABSL_GUARDED_BY(mu_);
+};
+
 std::unique_ptr<MetricsRegistry> NewMetricsRegistry(
     MetricsRegistryOptions options = {});
 

@@ -8,8 +8,9 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "prometheus/text_serializer.h"
 #include "services/logging/log.h"
-#include "services/metrics/text_format.h"
+#include "services/metrics/metrics_testing.h"
 #include "services/status/status_matchers.h"
 
 namespace fapo::metrics {
@@ -21,75 +22,52 @@ using ::testing::AllOf;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
+using ::testing::Not;
 
 constexpr double kInf = std::numeric_limits<double>::infinity();
+
+// What /metrics serves for `registry` (prometheus-cpp's serializer).
+std::string Exposition(const MetricsRegistry& registry) {
+  return prometheus::TextSerializer().Serialize(registry.Collect());
+}
 
 class MetricsRegistryTest : public ::testing::Test {
  protected:
   std::unique_ptr<MetricsRegistry> registry_ = NewMetricsRegistry();
 };
 
-TEST_F(MetricsRegistryTest, CounterAddsNonNegativeAmounts) {
+TEST_F(MetricsRegistryTest, FamiliesAreRegisteredWithPrometheusCpp) {
   ASSERT_OK_AND_ASSIGN(
-      CounterFamily * family,
-      registry_->AddCounter("fapo_events_total", "Events.", {}));
-  Counter& counter = family->WithLabels({});
-  EXPECT_EQ(counter.Value(), 0);
-  counter.Increment();
-  counter.Increment(2);
-  counter.Increment(0.25);
-  counter.Increment(0);
-  EXPECT_EQ(counter.Value(), 3.25);
-  counter.Increment(-5);            // ignored: counters never go down
-  counter.Increment(std::nan(""));  // ignored
-  EXPECT_EQ(counter.Value(), 3.25);
-  counter.Increment(1e10);  // above the integer fast path
-  EXPECT_EQ(counter.Value(), 1e10 + 3.25);
-}
-
-TEST_F(MetricsRegistryTest, GaugeSetsIncrementsAndDecrements) {
-  ASSERT_OK_AND_ASSIGN(GaugeFamily * family,
+      CounterFamily * events,
+      registry_->AddCounter("fapo_events_total", "Events.", {"kind"}));
+  ASSERT_OK_AND_ASSIGN(GaugeFamily * depth,
                        registry_->AddGauge("fapo_queue_depth", "Depth.", {}));
-  Gauge& gauge = family->WithLabels({});
-  EXPECT_EQ(gauge.Value(), 0);
-  gauge.Set(10);
-  gauge.Increment();
-  gauge.Increment(2.5);
-  gauge.Decrement();
-  gauge.Decrement(20);
-  EXPECT_EQ(gauge.Value(), -7.5);  // 10 + 1 + 2.5 - 1 - 20
-  gauge.Set(-kInf);
-  EXPECT_EQ(gauge.Value(), -kInf);
-}
-
-TEST_F(MetricsRegistryTest, HistogramCountsCumulativelyWithInclusiveBounds) {
   ASSERT_OK_AND_ASSIGN(
-      HistogramFamily * family,
+      HistogramFamily * latency,
       registry_->AddHistogram("fapo_latency_seconds", "Latency.",
                               {0.1, 0.5, 1, 5}, {}));
-  Histogram& histogram = family->WithLabels({});
+  events->WithLabels({{"kind", "a"}}).Increment(2);
+  events->WithLabels({{"kind", "a"}}).Increment(-5);  // counters never go down
+  depth->WithLabels({}).Set(-7.5);
   // 0.5 lands in le="0.5": bounds are inclusive upper bounds.
   for (double value : {0.05, 0.1, 0.3, 0.5, 2.0, 10.0, -1.0}) {
-    histogram.Observe(value);
+    latency->WithLabels({}).Observe(value);
   }
-  histogram.Observe(std::nan(""));  // ignored
-  const HistogramSnapshot snapshot = histogram.Snapshot();
-  EXPECT_THAT(snapshot.bucket_bounds, ElementsAre(0.1, 0.5, 1, 5));
-  EXPECT_THAT(snapshot.cumulative_counts, ElementsAre(3, 5, 5, 6, 7));
-  EXPECT_EQ(snapshot.count, 7u);
-  EXPECT_DOUBLE_EQ(snapshot.sum, 0.05 + 0.1 + 0.3 + 0.5 + 2 + 10 - 1);
-  histogram.Observe(kInf);
-  EXPECT_THAT(histogram.Snapshot().cumulative_counts,
-              ElementsAre(3, 5, 5, 6, 8));
-  EXPECT_EQ(histogram.Snapshot().sum, kInf);
-}
-
-TEST_F(MetricsRegistryTest, HistogramWithNoBoundsHasOnlyTheInfBucket) {
-  ASSERT_OK_AND_ASSIGN(HistogramFamily * family,
-                       registry_->AddHistogram("fapo_x_bytes", "X.", {}, {}));
-  family->WithLabels({}).Observe(7);
-  EXPECT_THAT(family->WithLabels({}).Snapshot().cumulative_counts,
-              ElementsAre(1));
+  EXPECT_EQ(testing::Value(*registry_, "fapo_events_total", {{"kind", "a"}}),
+            2);
+  EXPECT_EQ(testing::Value(*registry_, "fapo_queue_depth"), -7.5);
+  EXPECT_EQ(testing::HistogramCount(*registry_, "fapo_latency_seconds"), 7u);
+  const std::vector<prometheus::MetricFamily> families = registry_->Collect();
+  const prometheus::MetricFamily* histogram =
+      testing::FindFamily(families, "fapo_latency_seconds");
+  ASSERT_NE(histogram, nullptr);
+  std::vector<uint64_t> cumulative;
+  for (const auto& bucket : histogram->metric[0].histogram.bucket) {
+    cumulative.push_back(bucket.cumulative_count);
+  }
+  EXPECT_THAT(cumulative, ElementsAre(3, 5, 5, 6, 7));
+  EXPECT_EQ(testing::Value(*registry_, "fapo_events_total", {{"kind", "b"}}),
+            std::nullopt);
 }
 
 TEST_F(MetricsRegistryTest, LabelChildrenAreIndependentAndStable) {
@@ -153,7 +131,8 @@ TEST_F(MetricsRegistryTest, WithLabelsMistakeLogsOnceAndUpdatesNothingVisible) {
   EXPECT_THAT(lines[0], HasSubstr("fapo_worker_up"));
   EXPECT_THAT(lines[0], HasSubstr("detached"));
   // The detached series is not exported.
-  EXPECT_EQ(RenderTextFormat(registry_->Collect()), "");
+  EXPECT_THAT(testing::SeriesLabels(*registry_, "fapo_worker_up"), IsEmpty());
+  EXPECT_THAT(Exposition(*registry_), Not(HasSubstr("fapo_worker_up{")));
 }
 
 TEST_F(MetricsRegistryTest, ConcurrentUpdatesGiveExactTotals) {
@@ -191,12 +170,14 @@ TEST_F(MetricsRegistryTest, ConcurrentUpdatesGiveExactTotals) {
               kPerThread);
   }
   EXPECT_EQ(gauges->WithLabels({}).Value(), 0);
-  const HistogramSnapshot snapshot = histograms->WithLabels({}).Snapshot();
-  EXPECT_EQ(snapshot.count, static_cast<uint64_t>(kThreads) * kPerThread);
-  EXPECT_EQ(snapshot.cumulative_counts.back(), snapshot.count);
+  const prometheus::ClientMetric::Histogram snapshot =
+      histograms->WithLabels({}).Collect().histogram;
+  EXPECT_EQ(snapshot.sample_count,
+            static_cast<uint64_t>(kThreads) * kPerThread);
+  EXPECT_EQ(snapshot.bucket.back().cumulative_count, snapshot.sample_count);
   // kPerThread = 20000 = 3 * 6666 + 2: values 0 and 1 occur 6667 times.
-  EXPECT_EQ(snapshot.cumulative_counts[0], kThreads * 6667u * 2);
-  EXPECT_EQ(snapshot.sum, kThreads * (6667.0 * 1 + 6666.0 * 2));
+  EXPECT_EQ(snapshot.bucket[0].cumulative_count, kThreads * 6667u * 2);
+  EXPECT_EQ(snapshot.sample_sum, kThreads * (6667.0 * 1 + 6666.0 * 2));
 }
 
 TEST_F(MetricsRegistryTest, CollectWhileUpdatingIsSafe) {
@@ -211,7 +192,7 @@ TEST_F(MetricsRegistryTest, CollectWhileUpdatingIsSafe) {
     }
   });
   for (int i = 0; i < 200; ++i) {
-    const std::string text = RenderTextFormat(registry_->Collect());
+    const std::string text = Exposition(*registry_);
     EXPECT_THAT(text, HasSubstr("# TYPE fapo_busy_total counter"));
   }
   done = true;
@@ -237,6 +218,10 @@ TEST_F(MetricsRegistryTest, RegistrationValidatesNamesAndLabels) {
                                        HasSubstr("strictly increasing"))));
   EXPECT_THAT(registry_->AddHistogram("fapo_h_seconds", "H.", {1, kInf}, {}),
               StatusIs(kInvalid, HasSubstr("finite")));
+  EXPECT_THAT(registry_->AddGauge("fapo_g", "Two\nlines.", {}),
+              StatusIs(kInvalid, HasSubstr("newline")));
+  EXPECT_THAT(registry_->AddGauge("fapo_g", "A \\ backslash.", {}),
+              StatusIs(kInvalid, HasSubstr("backslash")));
   // Nothing was registered by the failed calls.
   EXPECT_THAT(registry_->Collect(), IsEmpty());
 }
@@ -264,6 +249,8 @@ TEST_F(MetricsRegistryTest, SameDefinitionTwiceReturnsTheExistingFamily) {
   ASSERT_OK_AND_ASSIGN(HistogramFamily * h2,
                        registry_->AddHistogram("fapo_h", "H.", {1, 2}, {}));
   EXPECT_EQ(h1, h2);
+  first->WithLabels({{"a", "1"}}).Increment();
+  EXPECT_EQ(second->WithLabels({{"a", "1"}}).Value(), 1);
   EXPECT_EQ(registry_->Collect().size(), 2u);
 }
 
@@ -294,37 +281,34 @@ TEST_F(MetricsRegistryTest, ExpositionOfASmallRegistryIsExact) {
       registry_->AddGauge("fapo_queue_depth", "Trajectories waiting.", {}));
   ASSERT_OK_AND_ASSIGN(HistogramFamily * latency,
                        registry_->AddHistogram("fapo_genrm_latency_seconds",
-                                               "GenRM latency.\nPer request.",
+                                               "GenRM latency per request.",
                                                {0.5, 1, 2.5}, {"genrm"}));
   ASSERT_OK_AND_ASSIGN(
       GaugeFamily * unused,
       registry_->AddGauge("fapo_unused", "No series yet.", {"worker"}));
   (void)unused;
-  // Children are created out of order; exposition sorts by label values.
-  trajectories->WithLabels({{"state", "scored"}}).Increment(12);
-  trajectories->WithLabels({{"state", "dropped"}}).Increment(3);
   trajectories->WithLabels({{"state", "a \"quoted\"\\path\n"}}).Increment();
   depth->WithLabels({}).Set(1e6);
   Histogram& rule = latency->WithLabels({{"genrm", "rule"}});
   for (double value : {0.25, 0.5, 0.75, 3.0}) rule.Observe(value);
 
-  EXPECT_EQ(RenderTextFormat(registry_->Collect()),
-            "# HELP fapo_genrm_latency_seconds GenRM latency.\\nPer request.\n"
-            "# TYPE fapo_genrm_latency_seconds histogram\n"
-            "fapo_genrm_latency_seconds_bucket{genrm=\"rule\",le=\"0.5\"} 2\n"
-            "fapo_genrm_latency_seconds_bucket{genrm=\"rule\",le=\"1\"} 3\n"
-            "fapo_genrm_latency_seconds_bucket{genrm=\"rule\",le=\"2.5\"} 3\n"
-            "fapo_genrm_latency_seconds_bucket{genrm=\"rule\",le=\"+Inf\"} 4\n"
-            "fapo_genrm_latency_seconds_sum{genrm=\"rule\"} 4.5\n"
-            "fapo_genrm_latency_seconds_count{genrm=\"rule\"} 4\n"
-            "# HELP fapo_queue_depth Trajectories waiting.\n"
-            "# TYPE fapo_queue_depth gauge\n"
-            "fapo_queue_depth 1000000\n"
-            "# HELP fapo_trajectories_total Trajectories by state.\n"
-            "# TYPE fapo_trajectories_total counter\n"
-            "fapo_trajectories_total{state=\"a \\\"quoted\\\"\\\\path\\n\"} 1\n"
-            "fapo_trajectories_total{state=\"dropped\"} 3\n"
-            "fapo_trajectories_total{state=\"scored\"} 12\n");
+  // Families in registration order; a family without series is left out.
+  EXPECT_EQ(
+      Exposition(*registry_),
+      "# HELP fapo_trajectories_total Trajectories by state.\n"
+      "# TYPE fapo_trajectories_total counter\n"
+      "fapo_trajectories_total{state=\"a \\\"quoted\\\"\\\\path\\n\"} 1\n"
+      "# HELP fapo_queue_depth Trajectories waiting.\n"
+      "# TYPE fapo_queue_depth gauge\n"
+      "fapo_queue_depth 1000000\n"
+      "# HELP fapo_genrm_latency_seconds GenRM latency per request.\n"
+      "# TYPE fapo_genrm_latency_seconds histogram\n"
+      "fapo_genrm_latency_seconds_count{genrm=\"rule\"} 4\n"
+      "fapo_genrm_latency_seconds_sum{genrm=\"rule\"} 4.5\n"
+      "fapo_genrm_latency_seconds_bucket{genrm=\"rule\",le=\"0.5\"} 2\n"
+      "fapo_genrm_latency_seconds_bucket{genrm=\"rule\",le=\"1\"} 3\n"
+      "fapo_genrm_latency_seconds_bucket{genrm=\"rule\",le=\"2.5\"} 3\n"
+      "fapo_genrm_latency_seconds_bucket{genrm=\"rule\",le=\"+Inf\"} 4\n");
 }
 
 TEST_F(MetricsRegistryTest, UnlabelledFamiliesAreExportedAtZeroImmediately) {
@@ -332,16 +316,16 @@ TEST_F(MetricsRegistryTest, UnlabelledFamiliesAreExportedAtZeroImmediately) {
               IsOk());
   ASSERT_THAT(registry_->AddHistogram("fapo_wait_seconds", "Wait.", {1}, {}),
               IsOk());
-  EXPECT_EQ(RenderTextFormat(registry_->Collect()),
+  EXPECT_EQ(Exposition(*registry_),
             "# HELP fapo_restarts_total Restarts.\n"
             "# TYPE fapo_restarts_total counter\n"
             "fapo_restarts_total 0\n"
             "# HELP fapo_wait_seconds Wait.\n"
             "# TYPE fapo_wait_seconds histogram\n"
-            "fapo_wait_seconds_bucket{le=\"1\"} 0\n"
-            "fapo_wait_seconds_bucket{le=\"+Inf\"} 0\n"
+            "fapo_wait_seconds_count 0\n"
             "fapo_wait_seconds_sum 0\n"
-            "fapo_wait_seconds_count 0\n");
+            "fapo_wait_seconds_bucket{le=\"1\"} 0\n"
+            "fapo_wait_seconds_bucket{le=\"+Inf\"} 0\n");
 }
 
 TEST(BucketHelpersTest, ExponentialBuckets) {
@@ -377,8 +361,9 @@ TEST(DefaultMetricsRegistryTest, IsOneProcessWideInstance) {
       CounterFamily * family,
       registry.AddCounter("fapo_default_registry_test_total", "Test.", {}));
   family->WithLabels({}).Increment();
-  EXPECT_THAT(RenderTextFormat(DefaultMetricsRegistry().Collect()),
-              HasSubstr("fapo_default_registry_test_total 1\n"));
+  EXPECT_EQ(testing::Value(DefaultMetricsRegistry(),
+                           "fapo_default_registry_test_total"),
+            1);
 }
 
 }  // namespace

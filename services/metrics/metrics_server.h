@@ -1,30 +1,32 @@
-// The HTTP endpoint every fapo service exposes for Prometheus (civetweb).
+// The HTTP endpoint every fapo service exposes for Prometheus: a
+// prometheus::Exposer (prometheus-cpp's pull library, on civetweb) serving
+// a MetricsRegistry.
 //
-//   GET /metrics  200, the registry in text format 0.0.4
-//                 (Content-Type: text/plain; version=0.0.4; charset=utf-8)
-//   GET /healthz  200, "ok"
-//   other paths   404; other methods on the two paths: 405
+//   GET /metrics  200, the registry in the text format (prometheus-cpp's
+//                 TextSerializer; gzip when the scraper accepts it), plus
+//                 the exposer's own exposer_* scrape metrics
+//   other paths   404 (civetweb matches a handler by prefix: /metrics...
+//                 serves the metrics too)
 //
 //   ASSIGN_OR_RETURN(std::unique_ptr<MetricsServer> server,
 //                    MetricsServer::Start(&DefaultMetricsRegistry(), {}));
 //   // logs "metrics endpoint listening on http://127.0.0.1:41923/metrics"
 //
-// The server renders the registry afresh on every scrape; there is no
-// caching, so a scrape always sees current values.
+// What this adds to the Exposer: options checked up front and bind
+// failures as a Status naming the address (the Exposer throws), the bound
+// port, and a prompt stop (NOTE [civetweb stop]).
 #ifndef FAPO_SERVICES_METRICS_METRICS_SERVER_H_
 #define FAPO_SERVICES_METRICS_METRICS_SERVER_H_
 
 #include <memory>
 #include <string>
-#include <vector>
 
-#include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
-#include "absl/synchronization/mutex.h"
 #include "services/metrics/metrics_registry.h"
 
-struct mg_context;
-struct mg_connection;
+namespace prometheus {
+class Exposer;
+}  // namespace prometheus
 
 namespace fapo::metrics {
 
@@ -48,7 +50,7 @@ class MetricsServer {
   // Starts serving `registry`, which is not owned and must outlive the
   // server. Errors: InvalidArgument for a bad host, port or thread count;
   // Unavailable when the address cannot be bound (the message names
-  // host:port and the reason, e.g. "Address already in use").
+  // host:port and civetweb's reason).
   static absl::StatusOr<std::unique_ptr<MetricsServer>> Start(
       const MetricsRegistry* registry, const MetricsServerOptions& options);
 
@@ -64,22 +66,12 @@ class MetricsServer {
   std::string url() const;
 
  private:
-  MetricsServer(const MetricsRegistry* registry, std::string host);
+  MetricsServer(std::string host, std::unique_ptr<prometheus::Exposer> exposer,
+                int port);
 
-  // civetweb callbacks; the context's user data is the MetricsServer.
-  static int HandleRequest(mg_connection* connection);
-  static int LogMessage(const mg_connection* connection, const char* message);
-
-  const MetricsRegistry* const registry_;
   const std::string host_;
-  int port_ = 0;
-  mg_context* context_ = nullptr;
-
-  // civetweb reports why a start failed only through its log callback, so
-  // messages are kept while starting and folded into the error.
-  absl::Mutex mu_;
-  bool starting_ ABSL_GUARDED_BY(mu_) = true;
-  std::vector<std::string> start_messages_ ABSL_GUARDED_BY(mu_);
+  std::unique_ptr<prometheus::Exposer> exposer_;
+  const int port_;
 };
 
 }  // namespace fapo::metrics

@@ -7,7 +7,7 @@
 //     that crashes or is SIGKILLed never leaves servers behind;
 //   - optionally in a process group of its own, so a Ctrl-C at the terminal
 //     reaches the supervisor alone, which then stops its children in order
-//     (NOTE [launcher shutdown] in services/launcher/launcher.h);
+//     (NOTE [launcher shutdown] in apps/launcher/launcher.h);
 //   - the child starts with no signal blocked, whatever the parent blocked
 //     (servers block SIGTERM for sigwait);
 //   - a ChildProcess still running when destroyed gets SIGTERM, then SIGKILL

@@ -53,7 +53,7 @@ struct WorkerLeaseOptions {
   // The scheduler, "host:port". Required.
   std::string scheduler_address;
   // Credentials and retries of the channel to it (the job's security, see
-  // services/cli/spec_bridge.h). Default: plaintext.
+  // services/runtime/spec_bridge.h). Default: plaintext.
   ChannelOptions channel;
   // What is registered. worker_id, role and address are required; capacity
   // >= 0. policy_version is overridden by policy_version() when that is set.

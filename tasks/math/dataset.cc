@@ -1,7 +1,5 @@
 #include "tasks/math/dataset.h"
 
-#include <cerrno>
-#include <cstdio>
 #include <memory>
 #include <optional>
 #include <string>
@@ -15,6 +13,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "nlohmann/json.hpp"
+#include "services/files/files.h"
 #include "services/status/status_macros.h"
 
 namespace fapo::tasks::math {
@@ -235,26 +234,14 @@ std::optional<MathProblem> ParseLine(absl::string_view line, int line_number,
   }
 }
 
-struct FileCloser {
-  void operator()(std::FILE* file) const { std::fclose(file); }
-};
-
+// files::ReadFile (NOTE [no std::filesystem]), its error naming the file
+// as the math data.
 absl::StatusOr<std::string> ReadFile(const std::string& path) {
-  errno = 0;
-  std::unique_ptr<std::FILE, FileCloser> file(std::fopen(path.c_str(), "rb"));
-  if (file == nullptr) {
-    return absl::ErrnoToStatus(
-        errno, absl::StrCat("cannot open math data file ", Quoted(path)));
-  }
-  std::string contents;
-  char buffer[1 << 16];
-  size_t read = 0;
-  while ((read = std::fread(buffer, 1, sizeof(buffer), file.get())) > 0) {
-    contents.append(buffer, read);
-  }
-  if (std::ferror(file.get())) {
-    return absl::ErrnoToStatus(
-        errno, absl::StrCat("cannot read math data file ", Quoted(path)));
+  absl::StatusOr<std::string> contents = files::ReadFile(path);
+  if (!contents.ok()) {
+    return absl::Status(
+        contents.status().code(),
+        absl::StrCat("math data file ", contents.status().message()));
   }
   return contents;
 }

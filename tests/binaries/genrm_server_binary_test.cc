@@ -20,7 +20,7 @@
 #include "services/rpc/server.h"
 #include "services/status/status_matchers.h"
 #include "tests/support/eventually.h"
-#include "tests/support/http_get.h"
+#include "tests/support/http_client.h"
 #include "tests/support/subprocess.h"
 
 namespace fapo {
@@ -36,7 +36,7 @@ using ::fapo::testing::Subprocess;
 using ::testing::HasSubstr;
 
 std::string HttpGet(const std::string& url) {
-  absl::StatusOr<std::string> body = testing::HttpGet(url);
+  absl::StatusOr<std::string> body = testing::FetchBody(url);
   EXPECT_THAT(body, IsOk()) << url;
   return body.ok() ? *body : "";
 }

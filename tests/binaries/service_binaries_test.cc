@@ -16,7 +16,7 @@
 #include "services/rpc/introspection.h"
 #include "services/rpc/test_certs.h"
 #include "services/status/status_matchers.h"
-#include "tests/support/http_get.h"
+#include "tests/support/http_client.h"
 #include "tests/support/subprocess.h"
 
 namespace fapo {
@@ -43,7 +43,7 @@ CommandResult RunTool(const std::vector<std::string>& argv) {
 }
 
 std::string HttpGet(const std::string& url) {
-  absl::StatusOr<std::string> body = testing::HttpGet(url);
+  absl::StatusOr<std::string> body = testing::FetchBody(url);
   EXPECT_THAT(body, IsOk()) << url;
   return body.ok() ? *body : "";
 }
@@ -148,16 +148,16 @@ TEST_F(BinariesTest, ValidateReportsEveryProblemWithItsLocation) {
 
 TEST_F(BinariesTest, ValidateChecksTheTaskToo) {
   // Schema-valid, but 9^40 overflows exact int64 arithmetic.
-  CommandResult overflow = RunTool(
-      {BinaryPath("fapo"), "validate", SourcePath("configs/quickstart.yaml"),
-       "--set", "data.arith.value_modulus=0", "--set",
-       "data.arith.max_ops=40"});
+  CommandResult overflow =
+      RunTool({BinaryPath("fapo"), "validate",
+               SourcePath("configs/quickstart.yaml"), "--set",
+               "data.arith.value_modulus=0", "--set", "data.arith.max_ops=40"});
   EXPECT_EQ(overflow.exit_code, 1);
   EXPECT_THAT(overflow.stderr_text, HasSubstr("data.arith"));
-  CommandResult no_data = RunTool(
-      {BinaryPath("fapo"), "validate", SourcePath("configs/quickstart.yaml"),
-       "--set", "data.task=math", "--set",
-       "data.math.path=" + dir_ + "/missing.jsonl"});
+  CommandResult no_data =
+      RunTool({BinaryPath("fapo"), "validate",
+               SourcePath("configs/quickstart.yaml"), "--set", "data.task=math",
+               "--set", "data.math.path=" + dir_ + "/missing.jsonl"});
   EXPECT_EQ(no_data.exit_code, 1);
   EXPECT_THAT(no_data.stderr_text, HasSubstr("data.math.path"));
   EXPECT_THAT(no_data.stderr_text, HasSubstr("missing.jsonl"));

@@ -1,6 +1,6 @@
 // The whole job over loopback gRPC, every service its own process: a
 // scheduler, two data-parallel trainer ranks (Gloo over loopback, NOTE
-// [trainer ranks] in trainer/rank_group.h), two rollout workers and two
+// [trainer ranks] in trainer/comm/rank_group.h), two rollout workers and two
 // GenRM servers (rule) train the embedded tiny policy for a few steps. The
 // policy versions advance on every worker, checkpoints and metrics.jsonl
 // are written, every trajectory is accounted for (generated = trained +
@@ -27,7 +27,7 @@
 #include "services/rpc/channel.h"
 #include "services/status/status_matchers.h"
 #include "tests/support/eventually.h"
-#include "tests/support/http_get.h"
+#include "tests/support/http_client.h"
 #include "tests/support/service_process.h"
 #include "tests/support/subprocess.h"
 
@@ -50,29 +50,46 @@ class EndToEndTest : public ::testing::Test {
     ASSERT_THAT(dir_.status(), IsOk());
     model_dir_ = dir_.path() + "/tiny-policy";
     run_dir_ = dir_.path() + "/run";
-    auto made = testing::RunCommand({BinaryPath("fapo"), "init-model", "--out",
-                                     model_dir_, "--seed", "1"},
-                                    absl::Seconds(60));
+    auto made = testing::RunCommand(
+        {BinaryPath("fapo"), "init-model", "--out", model_dir_, "--seed", "1"},
+        absl::Seconds(60));
     ASSERT_THAT(made, IsOk());
     ASSERT_EQ(made->exit_code, 0) << made->stderr_text;
   }
 
   std::vector<std::string> Flags() {
-    return {"--config", SourcePath("configs/quickstart.yaml"),
-            "--set", "policy.model_dir=" + model_dir_,
-            "--set", "job.output_dir=" + run_dir_,
-            "--set", absl::StrCat("job.steps=", kSteps),
-            "--set", absl::StrCat("trainer.ranks=", kTrainerRanks),
-            "--set", "rollout.group_size=4",
-            "--set", "rollout.prompts_per_step=4",
-            "--set", "rollout.max_new_tokens=16",
-            "--set", "trainer.micro_batch_size=8",
-            "--set", "trainer.checkpoint_every=2",
-            "--set", "scheduler.heartbeat_interval_ms=200",
-            "--set", "scheduler.worker_timeout_ms=3000",
-            "--set", "metrics.enabled=true",  // scraped for the dashboard
-            "--host", "127.0.0.1", "--port", "0",
-            "--drain-timeout-ms", "2000"};
+    return {"--config",
+            SourcePath("configs/quickstart.yaml"),
+            "--set",
+            "policy.model_dir=" + model_dir_,
+            "--set",
+            "job.output_dir=" + run_dir_,
+            "--set",
+            absl::StrCat("job.steps=", kSteps),
+            "--set",
+            absl::StrCat("trainer.ranks=", kTrainerRanks),
+            "--set",
+            "rollout.group_size=4",
+            "--set",
+            "rollout.prompts_per_step=4",
+            "--set",
+            "rollout.max_new_tokens=16",
+            "--set",
+            "trainer.micro_batch_size=8",
+            "--set",
+            "trainer.checkpoint_every=2",
+            "--set",
+            "scheduler.heartbeat_interval_ms=200",
+            "--set",
+            "scheduler.worker_timeout_ms=3000",
+            "--set",
+            "metrics.enabled=true",  // scraped for the dashboard
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--drain-timeout-ms",
+            "2000"};
   }
 
   std::vector<std::string> Argv(const std::string& binary,
@@ -105,7 +122,7 @@ class EndToEndTest : public ::testing::Test {
                       std::set<std::string>& families) {
     bool all = true;
     for (const std::string& url : urls) {
-      absl::StatusOr<std::string> text = testing::HttpGet(url);
+      absl::StatusOr<std::string> text = testing::FetchBody(url);
       if (!text.ok()) {
         all = false;
         continue;
@@ -121,9 +138,10 @@ class EndToEndTest : public ::testing::Test {
   v1::JobStatus Status() {
     v1::JobStatus status;
     auto context = rpc::NewContext(absl::Seconds(5));
-    grpc::Status result = stub_->GetJobStatus(
-        context.get(), v1::GetJobStatusRequest(), &status);
-    if (!result.ok()) status.set_error("GetJobStatus: " + result.error_message());
+    grpc::Status result =
+        stub_->GetJobStatus(context.get(), v1::GetJobStatusRequest(), &status);
+    if (!result.ok())
+      status.set_error("GetJobStatus: " + result.error_message());
     return status;
   }
 
@@ -183,10 +201,10 @@ TEST_F(EndToEndTest, TrainsForItsStepsAndAccountsForEveryTrajectory) {
     const std::string name = absl::StrCat("trainer-", rank);
     logs_.push_back(dir_.path() + "/" + name + ".log");
     trainer_ranks.push_back(
-        {name, Argv("fapo-trainer",
-                    {"--rank", absl::StrCat(rank), "--rendezvous",
-                     absl::StrCat("127.0.0.1:", *rendezvous_port),
-                     "--scheduler", address})});
+        {name,
+         Argv("fapo-trainer", {"--rank", absl::StrCat(rank), "--rendezvous",
+                               absl::StrCat("127.0.0.1:", *rendezvous_port),
+                               "--scheduler", address})});
   }
   absl::StatusOr<std::vector<testing::StartedService>> trainers =
       testing::StartServices(std::move(trainer_ranks), dir_.path());
@@ -214,8 +232,7 @@ TEST_F(EndToEndTest, TrainsForItsStepsAndAccountsForEveryTrajectory) {
   std::vector<testing::ServiceLaunch> rollouts;
   for (const std::string name : {"rollout-a", "rollout-b"}) {
     logs_.push_back(dir_.path() + "/" + name + ".log");
-    rollouts.push_back(
-        {name, Argv("fapo-rollout-worker", scheduler_flag)});
+    rollouts.push_back({name, Argv("fapo-rollout-worker", scheduler_flag)});
   }
   absl::StatusOr<std::vector<testing::StartedService>> started_rollouts =
       testing::StartServices(std::move(rollouts), dir_.path());

@@ -27,8 +27,8 @@
 #include "tasks/arith/problem.h"
 #include "tasks/arith/solution.h"
 #include "tests/support/eventually.h"
+#include "tests/support/http_client.h"
 #include "tests/support/service_process.h"
-#include "tests/support/http_get.h"
 #include "tests/support/subprocess.h"
 
 namespace fapo {
@@ -39,8 +39,8 @@ using ::fapo::testing::Eventually;
 using ::fapo::testing::BinaryPath;
 using ::fapo::testing::IsOk;
 using ::fapo::testing::SourcePath;
-using ::testing::HasSubstr;
 using ::fapo::testing::Subprocess;
+using ::testing::HasSubstr;
 
 constexpr int kGroupSize = 4;
 constexpr int kGroupsPerStep = 16;
@@ -133,23 +133,42 @@ class ScriptedRollout final : public v1::Rollout::CallbackService {
 class SchedulerLoopbackTest : public ::testing::Test {
  protected:
   std::vector<std::string> CommonFlags() {
-    return {"--config", SourcePath("configs/quickstart.yaml"),
-            "--set", absl::StrCat("rollout.group_size=", kGroupSize),
-            "--set", absl::StrCat("rollout.prompts_per_step=", kGroupsPerStep),
-            "--set", "scheduler.max_staleness=1",
-            "--set", "scheduler.heartbeat_interval_ms=200",
-            "--set", "scheduler.worker_timeout_ms=1500",
-            "--set", "scheduler.max_consecutive_failures=1000",
-            "--set", "genrm.backend=latency",
-            "--set", "genrm.latency.inner=rule",
-            "--set", "genrm.latency.distribution=constant",
-            "--set", "genrm.latency.mean_ms=300",
-            "--set", "genrm.max_in_flight_per_server=8",
-            "--set", "genrm.request_timeout_ms=10000",
-            "--set", "metrics.enabled=false",
-            "--set", "job.output_dir=" + dir_.path() + "/run",
-            "--host", "127.0.0.1", "--port", "0",
-            "--drain-timeout-ms", "1000"};
+    return {"--config",
+            SourcePath("configs/quickstart.yaml"),
+            "--set",
+            absl::StrCat("rollout.group_size=", kGroupSize),
+            "--set",
+            absl::StrCat("rollout.prompts_per_step=", kGroupsPerStep),
+            "--set",
+            "scheduler.max_staleness=1",
+            "--set",
+            "scheduler.heartbeat_interval_ms=200",
+            "--set",
+            "scheduler.worker_timeout_ms=1500",
+            "--set",
+            "scheduler.max_consecutive_failures=1000",
+            "--set",
+            "genrm.backend=latency",
+            "--set",
+            "genrm.latency.inner=rule",
+            "--set",
+            "genrm.latency.distribution=constant",
+            "--set",
+            "genrm.latency.mean_ms=300",
+            "--set",
+            "genrm.max_in_flight_per_server=8",
+            "--set",
+            "genrm.request_timeout_ms=10000",
+            "--set",
+            "metrics.enabled=false",
+            "--set",
+            "job.output_dir=" + dir_.path() + "/run",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--drain-timeout-ms",
+            "1000"};
   }
 
   std::unique_ptr<Subprocess> Start(const std::string& binary,
@@ -202,10 +221,9 @@ TEST_F(SchedulerLoopbackTest, EveryTrajectoryIsScoredOnceWhenAGenrmServerDies) {
   ASSERT_THAT(dir_.status(), IsOk());
   nlohmann::json ready;
   // Later --set wins: the scheduler serves /metrics on a free port.
-  auto scheduler = Start("fapo-scheduler", "scheduler",
-                         {"--set", "metrics.enabled=true", "--metrics-port",
-                          "0"},
-                         &ready);
+  auto scheduler =
+      Start("fapo-scheduler", "scheduler",
+            {"--set", "metrics.enabled=true", "--metrics-port", "0"}, &ready);
   ASSERT_NE(scheduler, nullptr);
   const std::string scheduler_address = ready["grpc_address"];
   const std::string metrics_url = ready["metrics_url"];
@@ -278,7 +296,7 @@ TEST_F(SchedulerLoopbackTest, EveryTrajectoryIsScoredOnceWhenAGenrmServerDies) {
   EXPECT_TRUE(a_dead) << status.DebugString();
 
   // The scheduler's /metrics tells the same story (DESIGN.md's list).
-  absl::StatusOr<std::string> metrics = testing::HttpGet(metrics_url);
+  absl::StatusOr<std::string> metrics = testing::FetchBody(metrics_url);
   ASSERT_THAT(metrics, IsOk());
   for (const std::string& line : std::vector<std::string>{
            absl::StrCat("fapo_queue_trajectories{state=\"scored\"} ",

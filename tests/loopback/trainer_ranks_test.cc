@@ -1,5 +1,5 @@
 // Data-parallel fapo-trainer ranks as processes (NOTE [trainer ranks] in
-// trainer/rank_group.h): two ranks meet over Gloo on loopback, rank 0
+// trainer/comm/rank_group.h): two ranks meet over Gloo on loopback, rank 0
 // serves TrainStep for both; a rank whose peer dies fails loudly (a clear
 // step error, exit 1) rather than hanging; rank 0 stopping stops rank 1;
 // bad rank flags are refused.
@@ -175,8 +175,7 @@ TEST_F(TrainerRanksTest, BadRankFlagsAreRefused) {
            {{"--rank", "2", "--rendezvous", "127.0.0.1:1"},
             "--rank 2 is outside [0, trainer.ranks = 2)"},
            {{"--rank", "1"}, "--rendezvous HOST:PORT is required"},
-           {{"--rank", "0", "--rendezvous", "127.0.0.1"},
-            "expected HOST:PORT"},
+           {{"--rank", "0", "--rendezvous", "127.0.0.1"}, "expected HOST:PORT"},
            {{"--rank-keep-alive-ms", "0"},
             "--rank-keep-alive-ms must be >= 1, got 0"}}) {
     std::vector<std::string> argv = {BinaryPath("fapo-trainer"),
@@ -214,8 +213,7 @@ TEST_F(TrainerRanksTest, ARankAloneGivesUpAfterTheCollectiveTimeout) {
   EXPECT_EQ(result->exit_code, 1) << result->stderr_text;
   EXPECT_LT(absl::Now() - start, absl::Seconds(60))
       << result->stdout_text << result->stderr_text;
-  EXPECT_THAT(result->stdout_text + result->stderr_text,
-              HasSubstr("rank 1"));
+  EXPECT_THAT(result->stdout_text + result->stderr_text, HasSubstr("rank 1"));
 }
 
 // A measurement, not a check (scripts/bench-trainer-ranks.sh runs it):

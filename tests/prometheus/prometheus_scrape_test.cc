@@ -1,4 +1,5 @@
-// A real Prometheus server scrapes an exporter built from services/metrics,
+// A real Prometheus server scrapes an exporter built from services/metrics
+// (prometheus-cpp's exposer serving our registry),
 // and its query API must report exactly the values the exporter set.
 //
 // What this proves beyond the unit tests: Prometheus's own scraper and parser
@@ -31,6 +32,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -41,17 +43,16 @@
 #include "nlohmann/json.hpp"
 #include "services/metrics/metrics_registry.h"
 #include "services/metrics/metrics_server.h"
-#include "services/metrics/test_http_client.h"
-#include "services/metrics/text_format.h"
 #include "services/status/status_matchers.h"
+#include "tests/support/http_client.h"
 #include "tests/support/subprocess.h"
 
 namespace fapo::metrics {
 namespace {
 
-using ::fapo::metrics::testing::HttpGet;
-using ::fapo::metrics::testing::HttpResponse;
-using ::fapo::metrics::testing::UrlEncode;
+using ::fapo::testing::HttpGet;
+using ::fapo::testing::HttpResponse;
+using ::fapo::testing::UrlEncode;
 
 // How long Prometheus may take to start and first scrape the target. It
 // normally takes 1-3 s; the bound is for a loaded 2-core machine.
@@ -70,9 +71,9 @@ std::string Describe(const QueryResult& result) {
   for (const auto& [series, value] : result) {
     out += "{";
     for (const auto& [name, label] : series) {
-      absl::StrAppend(&out, name, "=\"", EscapeLabelValue(label), "\",");
+      absl::StrAppend(&out, name, "=\"", absl::CEscape(label), "\",");
     }
-    absl::StrAppend(&out, "} => ", FormatSampleValue(value), "; ");
+    absl::StrAppend(&out, "} => ", value, "; ");
   }
   return out + "}";
 }
@@ -210,10 +211,9 @@ class Harness {
                                                            {"worker", "role"}));
     up->WithLabels({{"worker", "w0"}, {"role", "rollout"}}).Set(1);
     up->WithLabels({{"worker", "w1"}, {"role", "genrm"}}).Set(0);
-    ASSIGN_OR_RETURN(
-        GaugeFamily * reward,
-        registry_->AddGauge("fapo_it_reward_mean",
-                            "Mean reward.\nOf the last step.", {}));
+    ASSIGN_OR_RETURN(GaugeFamily * reward,
+                     registry_->AddGauge("fapo_it_reward_mean",
+                                         "Mean reward of the last step.", {}));
     reward->WithLabels({}).Set(-0.125);
     ASSIGN_OR_RETURN(
         GaugeFamily * ratio,
@@ -369,9 +369,10 @@ TEST_F(PrometheusScrapeTest, TargetIsUpAndEverySampleWasIngested) {
   EXPECT_EQ(up, (QueryResult{{{}, 1.0}}));
 
   // Prometheus counts the samples it parsed from the scrape; it must be
-  // every sample line of our exposition (none dropped as unparsable).
-  const std::string exposition =
-      RenderTextFormat(harness_->registry().Collect());
+  // every sample line of our exposition (none dropped as unparsable),
+  // prometheus-cpp's exposer_* scrape metrics included.
+  ASSERT_OK_AND_ASSIGN(HttpResponse served, HttpGet(harness_->server().url()));
+  const std::string exposition = served.body;
   int samples = 0;
   for (absl::string_view line : absl::StrSplit(exposition, '\n')) {
     if (!line.empty() && line[0] != '#') ++samples;

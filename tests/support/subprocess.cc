@@ -1,7 +1,6 @@
 #include "tests/support/subprocess.h"
 
 #include <fcntl.h>
-#include <ftw.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -17,6 +16,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "services/files/files.h"
 
 namespace fapo::testing {
 absl::StatusOr<std::unique_ptr<Subprocess>> Subprocess::Start(
@@ -161,20 +161,11 @@ TempDir::TempDir(const std::string& prefix) {
   }
 }
 
-namespace {
-int RemoveEntry(const char* path, const struct stat* /*info*/, int /*type*/,
-                struct FTW* /*ftw*/) {
-  return remove(path);
-}
-}  // namespace
-
-// NOTE [no std::filesystem here]: the torch wheel's libtorch.so exports its
-// own copies of std::filesystem symbols, and a test that links LibTorch ends
-// up calling them with this library's objects (a crash in remove_all). The
-// POSIX walk below has no such clash.
+// files::RemoveRecursively, not std::filesystem::remove_all: tests link
+// LibTorch (NOTE [no std::filesystem] in services/files/files.h).
 TempDir::~TempDir() {
   if (path_.empty()) return;
-  nftw(path_.c_str(), RemoveEntry, 16, FTW_DEPTH | FTW_PHYS);
+  files::RemoveRecursively(path_).IgnoreError();
 }
 
 std::string BinaryPath(const std::string& name) {
