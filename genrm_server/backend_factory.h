@@ -11,6 +11,9 @@
 //                          around genrm.latency.inner
 //   genrm.max_batch_size / max_batch_delay_ms -> DynamicBatcherOptions.
 //
+// The options themselves come from options_from_spec.h (NOTE [one
+// default]).
+//
 // The model backend is linked only into targets that link this library in a
 // LibTorch build; this header names no LibTorch type.
 #ifndef FAPO_GENRM_SERVER_BACKEND_FACTORY_H_
@@ -20,29 +23,11 @@
 #include <string>
 
 #include "absl/status/statusor.h"
-#include "genrm_server/dynamic_batcher.h"
 #include "genrm_server/genrm_backend.h"
-#include "genrm_server/latency_backend.h"
-#include "genrm_server/openai/openai_backend.h"
-#include "genrm_server/rule_backend.h"
+#include "genrm_server/options_from_spec.h"
 #include "services/config/job_spec.h"
 
 namespace fapo::genrm {
-
-// The options each backend would be created with (pure mappings, for tests
-// and for `fapo validate`-style reporting).
-RuleBackendOptions RuleOptionsFromSpec(const config::JobSpec& spec);
-OpenAiBackendOptions OpenAiOptionsFromSpec(const config::JobSpec& spec);
-// InvalidArgument for a distribution the spec enum does not name.
-absl::StatusOr<LatencyBackendOptions> LatencyOptionsFromSpec(
-    const config::JobSpec& spec);
-
-// max_batch_size, max_batch_delay_ms; max_in_flight_batches stays at its
-// default unless the cap on requests in flight (max_in_flight_per_server)
-// is smaller than max_in_flight_batches full batches could hold;
-// genrm_server_id as given.
-DynamicBatcherOptions BatcherOptionsFromSpec(const config::JobSpec& spec,
-                                             const std::string& server_id);
 
 // Creates the backend genrm.backend names. Errors:
 //   InvalidArgument: latency.inner is latency (a latency backend cannot wrap

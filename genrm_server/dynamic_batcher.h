@@ -42,12 +42,15 @@
 namespace fapo::genrm {
 
 struct DynamicBatcherOptions {
-  // Most requests per batch (B). Default 8. >= 1.
-  int max_batch_size = 8;
-  // Longest the oldest waiting request waits for a batch to fill (T), ms.
-  // Default 5. >= 0 (0: flush whatever waits at once).
-  int max_batch_delay_ms = 5;
-  // Batches at the backend at once. Default 4. >= 1.
+  // genrm.max_batch_size: most requests per batch (B); >= 1. No default
+  // here (NOTE [one default]: BatcherOptionsFromSpec fills it).
+  int max_batch_size = 0;
+  // genrm.max_batch_delay_ms: longest the oldest waiting request waits for
+  // a batch to fill (T), ms; >= 0 (0: flush whatever waits at once).
+  int max_batch_delay_ms = 0;
+  // Batches at the backend at once; not in the job spec. Default 4
+  // (BatcherOptionsFromSpec lowers it when genrm.max_in_flight_per_server
+  // cannot fill that many). >= 1.
   int max_in_flight_batches = 4;
   // Written into every verdict's genrm_server_id. Default "".
   std::string genrm_server_id;

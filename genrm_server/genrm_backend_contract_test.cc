@@ -14,6 +14,7 @@
 #include "genrm_server/latency_backend.h"
 #include "genrm_server/openai/fake_openai_server.h"
 #include "genrm_server/openai/openai_backend.h"
+#include "genrm_server/options_from_spec.h"
 #include "genrm_server/rule_backend.h"
 #include "gtest/gtest.h"
 
@@ -47,7 +48,7 @@ FakeOpenAiServer& OpenAiServer() {
 }
 
 std::unique_ptr<GenrmBackend> MakeOpenAi() {
-  OpenAiBackendOptions options;
+  OpenAiBackendOptions options = OpenAiOptionsFromSpec(config::JobSpec());
   options.base_url = OpenAiServer().base_url();
   options.model = "contract-genrm";
   options.max_retries = 0;

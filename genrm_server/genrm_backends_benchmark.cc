@@ -9,6 +9,7 @@
 #include "absl/synchronization/blocking_counter.h"
 #include "benchmark/benchmark.h"
 #include "genrm_server/dynamic_batcher.h"
+#include "genrm_server/options_from_spec.h"
 #include "genrm_server/rule_backend.h"
 #include "tasks/arith/arith.h"
 
@@ -38,7 +39,8 @@ void BM_RuleThroughBatcher(benchmark::State& state) {
   constexpr int kRequestsPerIteration = 4096;
   const std::vector<fapo::v1::ScoreRequest> requests =
       MakeRequests(kRequestsPerIteration);
-  DynamicBatcherOptions options;
+  DynamicBatcherOptions options =
+      BatcherOptionsFromSpec(config::JobSpec(), "bench");
   options.max_batch_size = static_cast<int>(state.range(0));
   options.max_batch_delay_ms = 1;
   options.max_in_flight_batches = 4;

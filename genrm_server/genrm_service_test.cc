@@ -16,6 +16,7 @@
 #include "fapo/v1/genrm.grpc.pb.h"
 #include "genrm_server/dynamic_batcher.h"
 #include "genrm_server/fake_genrm_backend.h"
+#include "genrm_server/options_from_spec.h"
 #include "genrm_server/rule_backend.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -48,11 +49,16 @@ fapo::v1::ScoreRequest Arith(const std::string& id,
   return request;
 }
 
+// The job spec's batching defaults (NOTE [one default]).
+DynamicBatcherOptions SpecBatcher() {
+  return BatcherOptionsFromSpec(config::JobSpec(), "genrm-test");
+}
+
 // A batcher + service + server, and a stub to it.
 class GenrmServiceTest : public ::testing::Test {
  protected:
   void Start(std::unique_ptr<GenrmBackend> backend,
-             DynamicBatcherOptions options = {},
+             DynamicBatcherOptions options = SpecBatcher(),
              absl::Duration drain_timeout = absl::Seconds(5)) {
     registry_ = metrics::NewMetricsRegistry();
     options.genrm_server_id = "genrm-test";
@@ -164,7 +170,7 @@ TEST_F(GenrmServiceTest, InvalidRequestsAreInvalidArgument) {
 
 TEST_F(GenrmServiceTest, ConcurrentCallsAreBatched) {
   auto state = std::make_shared<FakeGenrmBackend::State>();
-  DynamicBatcherOptions options;
+  DynamicBatcherOptions options = SpecBatcher();
   options.max_batch_size = 4;
   options.max_batch_delay_ms = 60000;  // only full batches leave
   Start(std::make_unique<FakeGenrmBackend>(state), options);
@@ -199,7 +205,7 @@ TEST_F(GenrmServiceTest, ConcurrentCallsAreBatched) {
 
 TEST_F(GenrmServiceTest, DeadlineExceededWithASlowBackendThenLateVerdict) {
   auto state = std::make_shared<FakeGenrmBackend::State>();
-  DynamicBatcherOptions options;
+  DynamicBatcherOptions options = SpecBatcher();
   options.max_batch_size = 1;
   Start(std::make_unique<FakeGenrmBackend>(state), options);
 
@@ -231,7 +237,7 @@ TEST_F(GenrmServiceTest, DrainingBatcherAnswersUnavailable) {
 
 TEST_F(GenrmServiceTest, ServerShutdownCancelsHeldCallsPromptly) {
   auto state = std::make_shared<FakeGenrmBackend::State>();
-  DynamicBatcherOptions options;
+  DynamicBatcherOptions options = SpecBatcher();
   options.max_batch_size = 1;
   Start(std::make_unique<FakeGenrmBackend>(state), options,
         /*drain_timeout=*/absl::Milliseconds(100));

@@ -50,11 +50,14 @@ absl::StatusOr<LatencyKind> ParseLatencyKind(absl::string_view name);
 //              stddev_ms > 0.
 // Draws below 0 are clamped to 0 (uniform and normal can go negative), which
 // raises the mean of a wide distribution a little.
+// genrm.latency.*: no defaults here (NOTE [one default]:
+// LatencyOptionsFromSpec fills them).
 struct LatencyDistribution {
+  // genrm.latency.distribution.
   LatencyKind kind = LatencyKind::kConstant;
-  // Mean delay, ms. Default 100. >= 0.
-  double mean_ms = 100;
-  // Standard deviation, ms. Default 0. >= 0.
+  // genrm.latency.mean_ms: mean delay, ms; >= 0.
+  double mean_ms = 0;
+  // genrm.latency.stddev_ms: standard deviation, ms; >= 0.
   double stddev_ms = 0;
 };
 
@@ -90,8 +93,8 @@ class LatencySampler {
 
 struct LatencyBackendOptions {
   LatencyDistribution distribution;
-  // Seed of the delay draws. Default 1.
-  uint64_t seed = 1;
+  // job.seed: the delay draws'.
+  uint64_t seed = 0;
 };
 
 class LatencyBackend : public GenrmBackend {

@@ -72,14 +72,17 @@
 namespace fapo::scheduler {
 
 struct GenrmDispatcherOptions {
-  // Calls in flight per server at most (also bounded by the server's own
-  // capacity); must be > 0. Default 64.
-  int max_in_flight_per_server = 64;
-  // Deadline of each attempt, from when it is sent; must be > 0. Default
-  // 30 s. Job spec key: genrm.request_timeout_ms.
-  absl::Duration request_timeout = absl::Seconds(30);
-  // Retries after the first attempt; must be >= 0. Default 2.
-  int max_retries = 2;
+  // From the job spec, with no default here (NOTE [one default]:
+  // SchedulerOptionsFromSpec fills them).
+  //
+  // genrm.max_in_flight_per_server: calls in flight per server at most
+  // (also bounded by the server's own capacity); > 0.
+  int max_in_flight_per_server = 0;
+  // genrm.request_timeout_ms: deadline of each attempt, from when it is
+  // sent; > 0.
+  absl::Duration request_timeout;
+  // genrm.max_retries: retries after the first attempt; >= 0.
+  int max_retries = 0;
   // Not owned; null = RealClock().
   Clock* clock = nullptr;
   // Not owned; null = no metrics. Registers fapo_genrm_in_flight{server},

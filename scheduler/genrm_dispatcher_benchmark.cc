@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "benchmark/benchmark.h"
 #include "scheduler/genrm_dispatcher.h"
+#include "scheduler/options_from_spec.h"
 
 namespace fapo::scheduler {
 namespace {
@@ -35,7 +36,7 @@ void BM_SubmitAndCompleteInline(benchmark::State& state) {
   NoOpClient client;
   int64_t verdicts = 0;
   auto dispatcher = GenrmDispatcher::Create(
-      {}, &client,
+      DefaultSchedulerOptions().genrm, &client,
       [&verdicts](const std::string&, v1::Verdict) { ++verdicts; });
   if (!dispatcher.ok()) {
     state.SkipWithError(dispatcher.status().ToString().c_str());

@@ -15,6 +15,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "scheduler/clients/fake_genrm_client.h"
+#include "scheduler/options_from_spec.h"
 #include "services/clock/fake_clock.h"
 #include "services/metrics/metrics_registry.h"
 #include "services/metrics/metrics_testing.h"
@@ -64,7 +65,7 @@ double HistogramSum(metrics::MetricsRegistry& registry,
 
 class GenrmDispatcherTest : public ::testing::Test {
  protected:
-  void Make(GenrmDispatcherOptions options = {}) {
+  void Make(GenrmDispatcherOptions options = DefaultSchedulerOptions().genrm) {
     options.clock = &clock_;
     options.metrics = registry_.get();
     auto dispatcher = GenrmDispatcher::Create(
@@ -104,17 +105,17 @@ class GenrmDispatcherTest : public ::testing::Test {
 
 TEST_F(GenrmDispatcherTest, CreateRejectsBadOptions) {
   auto sink = [](const std::string&, v1::Verdict) {};
-  GenrmDispatcherOptions options;
+  GenrmDispatcherOptions options = DefaultSchedulerOptions().genrm;
   options.max_in_flight_per_server = 0;
   EXPECT_THAT(GenrmDispatcher::Create(options, &client_, sink),
               StatusIs(absl::StatusCode::kInvalidArgument,
                        HasSubstr("max_in_flight_per_server")));
-  options = {};
+  options = DefaultSchedulerOptions().genrm;
   options.request_timeout = absl::ZeroDuration();
   EXPECT_THAT(GenrmDispatcher::Create(options, &client_, sink),
               StatusIs(absl::StatusCode::kInvalidArgument,
                        HasSubstr("request_timeout")));
-  options = {};
+  options = DefaultSchedulerOptions().genrm;
   options.max_retries = -1;
   EXPECT_THAT(
       GenrmDispatcher::Create(options, &client_, sink),
@@ -126,7 +127,7 @@ TEST_F(GenrmDispatcherTest, CreateRejectsBadOptions) {
 }
 
 TEST_F(GenrmDispatcherTest, SendsAtOnceWithDeadlineAndDeliversVerdict) {
-  GenrmDispatcherOptions options;
+  GenrmDispatcherOptions options = DefaultSchedulerOptions().genrm;
   options.request_timeout = absl::Seconds(7);
   Make(options);
   dispatcher_->AddServer(Server("a"));
@@ -236,7 +237,7 @@ TEST_F(GenrmDispatcherTest, LoadIsRelativeToCap) {
 }
 
 TEST_F(GenrmDispatcherTest, CapsInFlightAndDispatchesWaitingFifo) {
-  GenrmDispatcherOptions options;
+  GenrmDispatcherOptions options = DefaultSchedulerOptions().genrm;
   options.max_in_flight_per_server = 2;
   Make(options);
   dispatcher_->AddServer(Server("a", 10));  // cap = min(10, 2)
@@ -334,7 +335,7 @@ TEST_F(GenrmDispatcherTest, RetryWaitsForAnotherServerRatherThanTheFailedOne) {
 }
 
 TEST_F(GenrmDispatcherTest, PrefersServersNotYetTried) {
-  GenrmDispatcherOptions options;
+  GenrmDispatcherOptions options = DefaultSchedulerOptions().genrm;
   options.max_retries = 5;
   Make(options);
   dispatcher_->AddServer(Server("a"));
@@ -352,7 +353,7 @@ TEST_F(GenrmDispatcherTest, PrefersServersNotYetTried) {
 }
 
 TEST_F(GenrmDispatcherTest, GivesUpAfterRetriesWithTimeoutVerdict) {
-  GenrmDispatcherOptions options;
+  GenrmDispatcherOptions options = DefaultSchedulerOptions().genrm;
   options.max_retries = 2;
   Make(options);
   dispatcher_->AddServer(Server("a"));
@@ -379,7 +380,7 @@ TEST_F(GenrmDispatcherTest, GivesUpAfterRetriesWithTimeoutVerdict) {
 }
 
 TEST_F(GenrmDispatcherTest, SingleServerRetriesOnItself) {
-  GenrmDispatcherOptions options;
+  GenrmDispatcherOptions options = DefaultSchedulerOptions().genrm;
   options.max_retries = 1;
   Make(options);
   dispatcher_->AddServer(Server("a"));
@@ -460,7 +461,7 @@ TEST_F(GenrmDispatcherTest, LateResultIsIgnoredAndCounted) {
 
 TEST_F(GenrmDispatcherTest,
        RemovedServerRequeuesAtFrontWithoutCountingAttempt) {
-  GenrmDispatcherOptions options;
+  GenrmDispatcherOptions options = DefaultSchedulerOptions().genrm;
   options.max_retries = 0;  // a counted attempt would end in TIMEOUT
   Make(options);
   client_.set_complete_on_cancel(false);
@@ -605,7 +606,8 @@ TEST_F(GenrmDispatcherTest, ServerRemovedDuringScoreRequeuesPastInlineResult) {
 
 TEST_F(GenrmDispatcherTest, SinkMayResubmit) {
   auto dispatcher = GenrmDispatcher::Create(
-      {}, &client_, [this](const std::string& id, v1::Verdict) {
+      DefaultSchedulerOptions().genrm, &client_,
+      [this](const std::string& id, v1::Verdict) {
         if (id == "t1") {
           ASSERT_THAT(dispatcher_->Submit(Request("t2")), IsOk());
         }
@@ -751,7 +753,7 @@ TEST(GenrmDispatcherStressTest, ExactlyOneVerdictPerRequestUnderConcurrency) {
   std::map<std::string, int> delivered;  // guarded by mu
   std::unique_ptr<metrics::MetricsRegistry> registry =
       metrics::NewMetricsRegistry();
-  GenrmDispatcherOptions options;
+  GenrmDispatcherOptions options = DefaultSchedulerOptions().genrm;
   options.max_in_flight_per_server = 8;
   options.max_retries = 1;
   options.metrics = registry.get();

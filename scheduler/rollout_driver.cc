@@ -19,19 +19,8 @@ uint64_t GroupSamplingSeed(uint64_t job_seed, absl::string_view prompt_id) {
   return z ^ (z >> 31);
 }
 
-RolloutDriverOptions RolloutDriverOptionsFromSpec(const config::JobSpec& spec) {
-  RolloutDriverOptions options;
-  options.sampling.set_temperature(static_cast<float>(spec.rollout.temperature));
-  options.sampling.set_top_p(static_cast<float>(spec.rollout.top_p));
-  options.sampling.set_top_k(spec.rollout.top_k);
-  options.sampling.set_max_new_tokens(spec.rollout.max_new_tokens);
-  options.seed = static_cast<uint64_t>(spec.job.seed);
-  return options;
-}
-
 absl::StatusOr<std::unique_ptr<RolloutDriver>> RolloutDriver::Create(
-    RolloutDriverOptions options, Scheduler* scheduler,
-    RolloutClient* client) {
+    RolloutDriverOptions options, Scheduler* scheduler, RolloutClient* client) {
   if (scheduler == nullptr || client == nullptr) {
     return absl::InvalidArgumentError(
         "RolloutDriver: scheduler and client must not be null");
@@ -88,8 +77,7 @@ void RolloutDriver::Pump() {
                      std::max(1, info.capacity())};
       worker.fresh_enough = info.policy_version() >= min_version;
       auto old = workers_.find(info.worker_id());
-      if (old != workers_.end() &&
-          old->second.info.address == info.address()) {
+      if (old != workers_.end() && old->second.info.address == info.address()) {
         worker.active = old->second.active;
       }
     }
@@ -98,12 +86,13 @@ void RolloutDriver::Pump() {
     for (auto& [id, stream] : streams_) {
       auto worker = next.find(stream.worker_id);
       auto old = workers_.find(stream.worker_id);
-      const bool moved = worker != next.end() && old != workers_.end() &&
-                         old->second.info.address != worker->second.info.address;
+      const bool moved =
+          worker != next.end() && old != workers_.end() &&
+          old->second.info.address != worker->second.info.address;
       if ((worker == next.end() || moved) && !stream.failed) {
         stream.failed = true;
-        stream.failure = absl::StrCat("rollout worker ", stream.worker_id,
-                                      " is gone");
+        stream.failure =
+            absl::StrCat("rollout worker ", stream.worker_id, " is gone");
         // Without a handle yet, StartStream cancels it once stored.
         if (stream.handle != nullptr) to_cancel.push_back(stream.handle);
       }
@@ -122,7 +111,8 @@ void RolloutDriver::Pump() {
       for (const auto& [id, worker] : workers_) {
         if (!worker.fresh_enough) continue;
         const int free = worker.info.capacity - worker.active;
-        if (free > best_free || (free == best_free && free > 0 && id < worker_id)) {
+        if (free > best_free ||
+            (free == best_free && free > 0 && id < worker_id)) {
           best_free = free;
           worker_id = id;
         }
@@ -207,10 +197,9 @@ void RolloutDriver::OnTrajectory(int64_t stream_id, v1::Trajectory trajectory) {
     problem = absl::StrCat("trajectory for group '", trajectory.group_id(),
                            "' on the stream of group '", group_id, "'");
   } else if (index < 0 || index >= group_size) {
-    problem = absl::StrCat("sample_index ", index, " outside [0, ",
-                           group_size, ")");
-  } else if (trajectory.trajectory_id() !=
-             absl::StrCat(group_id, "/", index)) {
+    problem =
+        absl::StrCat("sample_index ", index, " outside [0, ", group_size, ")");
+  } else if (trajectory.trajectory_id() != absl::StrCat(group_id, "/", index)) {
     problem = absl::StrCat("trajectory_id '", trajectory.trajectory_id(),
                            "' is not '", group_id, "/", index, "'");
   }

@@ -61,9 +61,6 @@ struct RolloutDriverOptions {
 // deterministic job (scheduler.deterministic) repeat an uninterrupted one.
 uint64_t GroupSamplingSeed(uint64_t job_seed, absl::string_view prompt_id);
 
-// RolloutDriverOptions from the job spec (rollout.*, job.seed).
-RolloutDriverOptions RolloutDriverOptionsFromSpec(const config::JobSpec& spec);
-
 class RolloutDriver {
  public:
   // `scheduler` and `client` are not owned and must outlive the driver.

@@ -11,6 +11,7 @@
 #include "gtest/gtest.h"
 #include "scheduler/clients/fake_genrm_client.h"
 #include "scheduler/clients/fake_rollout_client.h"
+#include "scheduler/options_from_spec.h"
 #include "services/clock/fake_clock.h"
 #include "services/status/status_matchers.h"
 

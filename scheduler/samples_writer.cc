@@ -44,16 +44,6 @@ uint64_t Mix(uint64_t x) {
 
 }  // namespace
 
-SamplesWriterOptions SamplesWriterOptionsFromSpec(const config::JobSpec& spec) {
-  SamplesWriterOptions options;
-  if (!spec.job.output_dir.empty()) {
-    options.path = files::JoinPath(spec.job.output_dir, "samples.jsonl");
-  }
-  options.sample_fraction = spec.job.sample_fraction;
-  options.seed = static_cast<uint64_t>(spec.job.seed);
-  return options;
-}
-
 absl::StatusOr<std::unique_ptr<SamplesWriter>> SamplesWriter::Create(
     SamplesWriterOptions options) {
   if (options.path.empty()) {
@@ -401,8 +391,8 @@ absl::Status SamplesWriter::PruneAfterResume() {
   }
   if (dropped == 0) return absl::OkStatus();
   FAPO_LOG(WARNING) << "samples.jsonl: dropping " << dropped
-                    << " lines written after the checkpoint of step "
-                    << resumed << ": those steps are trained again";
+                    << " lines written after the checkpoint of step " << resumed
+                    << ": those steps are trained again";
   return files::WriteFileAtomically(options_.path, kept);
 }
 

@@ -50,17 +50,16 @@
 #include "fapo/v1/common.pb.h"
 #include "scheduler/scheduler.h"
 #include "scheduler/trajectory_outcome_sink.h"
-#include "services/config/job_spec.h"
 
 namespace fapo::scheduler {
 
 struct SamplesWriterOptions {
   // The file to append to. Required.
   std::string path;
-  // Share of groups written, in [0, 1]. Default 1 (all). Job spec:
-  // job.sample_fraction.
-  double sample_fraction = 1.0;
-  // Picks the groups (with their ids). Job spec: job.seed.
+  // job.sample_fraction: share of groups written, in [0, 1]. No default
+  // here (NOTE [one default]: SamplesWriterOptionsFromSpec fills it).
+  double sample_fraction = 0;
+  // job.seed: picks the groups (with their ids).
   uint64_t seed = 0;
   // The step of the checkpoint the job resumed from; -1 for a fresh job.
   // NOTE [samples after a resume]: at the first write, lines the previous
@@ -69,10 +68,6 @@ struct SamplesWriterOptions {
   // They are lived again (and written again) by this process.
   int64_t resumed_step = -1;
 };
-
-// <output_dir>/samples.jsonl, job.sample_fraction and job.seed; path empty
-// when job.output_dir is.
-SamplesWriterOptions SamplesWriterOptionsFromSpec(const config::JobSpec& spec);
 
 class SamplesWriter final : public TrajectoryOutcomeSink {
  public:

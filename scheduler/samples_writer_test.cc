@@ -15,6 +15,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
+#include "scheduler/options_from_spec.h"
 #include "services/files/files.h"
 #include "services/status/status_matchers.h"
 #include "tests/support/subprocess.h"
@@ -85,7 +86,8 @@ std::shared_ptr<const TrainBatch> Batch(int64_t step, int first_group,
 class SamplesWriterTest : public ::testing::Test {
  protected:
   std::unique_ptr<SamplesWriter> Writer(double fraction, uint64_t seed = 7) {
-    SamplesWriterOptions options;
+    SamplesWriterOptions options =
+        SamplesWriterOptionsFromSpec(config::JobSpec());
     options.path = path_;
     options.sample_fraction = fraction;
     options.seed = seed;
@@ -101,7 +103,8 @@ class SamplesWriterTest : public ::testing::Test {
 };
 
 TEST_F(SamplesWriterTest, CreateChecksItsOptions) {
-  SamplesWriterOptions options;
+  SamplesWriterOptions options =
+      SamplesWriterOptionsFromSpec(config::JobSpec());
   EXPECT_THAT(SamplesWriter::Create(options).status(),
               StatusIs(absl::StatusCode::kInvalidArgument));
   options.path = path_;
@@ -295,19 +298,22 @@ TEST_F(SamplesWriterTest, AResumeDropsWhatCameAfterItsCheckpoint) {
   {
     std::ofstream old(path_);
     for (int step = 1; step <= 3; ++step) {
-      old << nlohmann::json({{"outcome", "trained"}, {"step", step},
+      old << nlohmann::json({{"outcome", "trained"},
+                             {"step", step},
                              {"policy_version", step - 1}})
                  .dump()
           << "\n";
     }
     for (int version : {0, 2}) {
-      old << nlohmann::json({{"outcome", "dropped"}, {"step", nullptr},
+      old << nlohmann::json({{"outcome", "dropped"},
+                             {"step", nullptr},
                              {"policy_version", version}})
                  .dump()
           << "\n";
     }
   }
-  SamplesWriterOptions options;
+  SamplesWriterOptions options =
+      SamplesWriterOptionsFromSpec(config::JobSpec());
   options.path = path_;
   options.resumed_step = 2;
   absl::StatusOr<std::unique_ptr<SamplesWriter>> writer =

@@ -20,45 +20,6 @@ using internal::kNextGroupCounter;
 using internal::OutcomeCounter;
 using internal::VerdictOutcome;
 
-SchedulerOptions SchedulerOptionsFromSpec(const config::JobSpec& spec) {
-  SchedulerOptions options;
-  options.job_name = spec.job.name;
-  options.total_steps = spec.job.steps;
-  options.group_size = spec.rollout.group_size;
-  options.groups_per_step = spec.rollout.prompts_per_step;
-  options.max_staleness = spec.scheduler.max_staleness;
-  const config::AlgorithmOptions& algo = spec.algorithm;
-  options.rewards.kind = algo.reward == config::RewardKind::kFapo
-                             ? algorithm::RewardKind::kFapo
-                             : algorithm::RewardKind::kRlvr;
-  options.rewards.flawed_penalty = algo.flawed_penalty;
-  options.rewards.overlong.enabled = algo.overlong_penalty.enabled;
-  options.rewards.overlong.max_response_tokens =
-      algo.overlong_penalty.max_response_tokens;
-  options.rewards.overlong.buffer_tokens = algo.overlong_penalty.buffer_tokens;
-  options.rewards.overlong.penalty = algo.overlong_penalty.penalty;
-  options.advantages.scale_by_std =
-      algo.advantage == config::AdvantageEstimator::kGrpo;
-  options.advantages.eps = algo.advantage_eps;
-  options.dynamic_sampling = algo.dynamic_sampling;
-  options.deterministic = spec.scheduler.deterministic;
-  options.max_consecutive_failures = spec.scheduler.max_consecutive_failures;
-  options.queue.capacity = spec.scheduler.queue_capacity;
-  options.queue.backpressure =
-      spec.scheduler.backpressure == config::Backpressure::kWait
-          ? Backpressure::kWait
-          : Backpressure::kReject;
-  options.workers.heartbeat_interval =
-      absl::Milliseconds(spec.scheduler.heartbeat_interval_ms);
-  options.workers.worker_timeout =
-      absl::Milliseconds(spec.scheduler.worker_timeout_ms);
-  options.genrm.max_in_flight_per_server = spec.genrm.max_in_flight_per_server;
-  options.genrm.request_timeout =
-      absl::Milliseconds(spec.genrm.request_timeout_ms);
-  options.genrm.max_retries = spec.genrm.max_retries;
-  return options;
-}
-
 absl::Status ValidateSchedulerOptions(const SchedulerOptions& options) {
   auto bad = [](absl::string_view field, auto value, absl::string_view rule) {
     return absl::InvalidArgumentError(absl::StrCat(

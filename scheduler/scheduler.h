@@ -96,34 +96,36 @@
 #include "scheduler/trajectory_queue.h"
 #include "scheduler/worker_registry.h"
 #include "services/clock/clock.h"
-#include "services/config/job_spec.h"
 #include "services/metrics/metrics_registry.h"
 #include "tasks/task_source.h"
 
 namespace fapo::scheduler {
 
+// Every field the job spec feeds has no default here (NOTE [one default]
+// in services/config/job_spec.h): SchedulerOptionsFromSpec
+// (scheduler/options_from_spec.h) fills them, and tests start from it.
 struct SchedulerOptions {
-  // For status and logs. Default "fapo". Job spec: job.name.
-  std::string job_name = "fapo";
-  // Train steps the job runs. Default 300; > 0. Job spec: job.steps.
-  int64_t total_steps = 300;
-  // Samples per prompt (G). Default 8; >= 1. Job spec: rollout.group_size.
-  int group_size = 8;
-  // Groups per train batch. Default 16; >= 1. rollout.prompts_per_step.
-  int groups_per_step = 16;
-  // NOTE [staleness]. Default 1; >= 0. scheduler.max_staleness.
-  int max_staleness = 1;
+  // job.name: for status and logs.
+  std::string job_name;
+  // job.steps: train steps the job runs; > 0.
+  int64_t total_steps = 0;
+  // rollout.group_size: samples per prompt (G); >= 1.
+  int group_size = 0;
+  // rollout.prompts_per_step: groups per train batch; >= 1.
+  int groups_per_step = 0;
+  // scheduler.max_staleness (NOTE [staleness]); >= 0.
+  int max_staleness = 0;
   // algorithm.reward, flawed_penalty, overlong_penalty.
   algorithm::RewardOptions rewards;
   // algorithm.advantage, advantage_eps.
   algorithm::AdvantageOptions advantages;
-  // DAPO's dynamic sampling: drop (reason "no_signal") groups whose rewards
-  // are all equal and generate new prompts instead. Default false.
+  // algorithm.dynamic_sampling: DAPO's, drop (reason "no_signal") groups
+  // whose rewards are all equal and generate new prompts instead.
   bool dynamic_sampling = false;
-  // NOTE [deterministic mode]. Default false. scheduler.deterministic.
+  // scheduler.deterministic (NOTE [deterministic mode]).
   bool deterministic = false;
-  // NOTE [no progress]. Default 5; >= 1. scheduler.max_consecutive_failures.
-  int max_consecutive_failures = 5;
+  // scheduler.max_consecutive_failures (NOTE [no progress]); >= 1.
+  int max_consecutive_failures = 0;
   // The parts' options; clock and metrics there are overridden by the two
   // below.
   TrajectoryQueueOptions queue;
@@ -137,9 +139,6 @@ struct SchedulerOptions {
   // trained or dropped (samples.jsonl). Must outlive the scheduler.
   TrajectoryOutcomeSink* outcomes = nullptr;
 };
-
-// SchedulerOptions from a parsed job spec (clock and metrics left null).
-SchedulerOptions SchedulerOptionsFromSpec(const config::JobSpec& spec);
 
 // InvalidArgument naming the first bad field.
 absl::Status ValidateSchedulerOptions(const SchedulerOptions& options);

@@ -46,6 +46,7 @@
 #include "scheduler/clients/fake_genrm_client.h"
 #include "scheduler/clients/grpc_genrm_client.h"
 #include "scheduler/clients/grpc_rollout_client.h"
+#include "scheduler/options_from_spec.h"
 #include "scheduler/rollout_driver.h"
 #include "scheduler/samples_writer.h"
 #include "scheduler/scheduler.h"
@@ -105,7 +106,7 @@ class NoopGenrmClient final : public GenrmClient {
 };
 
 SchedulerOptions Options() {
-  SchedulerOptions options;
+  SchedulerOptions options = DefaultSchedulerOptions();
   options.group_size = kGroupSize;
   options.groups_per_step = kGroupsPerStep;
   options.total_steps = int64_t{1} << 40;
@@ -196,7 +197,8 @@ int ProduceOneGroup(Scheduler& scheduler) {
 void RunInProcess(benchmark::State& state, const std::string& samples_path) {
   std::unique_ptr<SamplesWriter> samples;
   if (!samples_path.empty()) {
-    SamplesWriterOptions samples_options;
+    SamplesWriterOptions samples_options =
+        SamplesWriterOptionsFromSpec(config::JobSpec());
     samples_options.path = samples_path;
     samples = *SamplesWriter::Create(samples_options);
   }

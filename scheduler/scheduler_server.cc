@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "scheduler/options_from_spec.h"
 #include "services/logging/log.h"
 #include "services/runtime/spec_bridge.h"
 #include "services/status/status_macros.h"

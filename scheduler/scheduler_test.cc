@@ -16,6 +16,7 @@
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 #include "scheduler/clients/fake_genrm_client.h"
+#include "scheduler/options_from_spec.h"
 #include "scheduler/samples_writer.h"
 #include "services/clock/fake_clock.h"
 #include "services/files/files.h"
@@ -76,7 +77,7 @@ class SchedulerTest : public ::testing::Test {
   }
 
   static SchedulerOptions Small() {
-    SchedulerOptions options;
+    SchedulerOptions options = DefaultSchedulerOptions();
     options.group_size = 4;
     options.groups_per_step = 2;
     options.total_steps = 3;
@@ -461,7 +462,8 @@ TEST_F(SchedulerTest, TheJobSucceedsAfterItsSteps) {
 // the file agrees with the queue's own counts.
 TEST_F(SchedulerTest, EveryFinishedTrajectoryIsWrittenToSamplesOnce) {
   testing::TempDir dir;
-  SamplesWriterOptions samples_options;
+  SamplesWriterOptions samples_options =
+      SamplesWriterOptionsFromSpec(config::JobSpec());
   samples_options.path = dir.path() + "/samples.jsonl";
   std::unique_ptr<SamplesWriter> samples =
       *SamplesWriter::Create(samples_options);

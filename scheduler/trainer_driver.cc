@@ -16,15 +16,6 @@
 
 namespace fapo::scheduler {
 
-TrainerDriverOptions TrainerDriverOptionsFromSpec(const config::JobSpec& spec) {
-  TrainerDriverOptions options;
-  options.checkpoint_every = spec.trainer.checkpoint_every;
-  if (!spec.job.output_dir.empty()) {
-    options.metrics_path = spec.job.output_dir + "/metrics.jsonl";
-  }
-  return options;
-}
-
 absl::StatusOr<std::unique_ptr<TrainerDriver>> TrainerDriver::Create(
     TrainerDriverOptions options, Scheduler* scheduler, TrainerClient* trainer,
     WeightSyncClient* weight_sync) {
@@ -120,8 +111,7 @@ absl::StatusOr<bool> TrainerDriver::RunOnce() {
   const std::string address = TrainerAddress();
   if (scheduler_->state() == v1::JOB_STATE_STOPPING) {
     // No step is in flight here (the driver runs them synchronously).
-    if (!address.empty() &&
-        last_checkpoint_step_ != scheduler_->steps_done()) {
+    if (!address.empty() && last_checkpoint_step_ != scheduler_->steps_done()) {
       absl::Status saved = Checkpoint(address, scheduler_->steps_done());
       if (!saved.ok()) {
         FAPO_LOG(ERROR) << "final checkpoint failed: " << saved;

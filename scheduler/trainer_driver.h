@@ -43,8 +43,9 @@ struct TrainerDriverOptions {
   absl::Duration checkpoint_timeout = absl::Seconds(300);
   absl::Duration weight_sync_timeout = absl::Seconds(300);
   // Checkpoint every N steps (and at the last step and on stop); 0 = only
-  // then. Job spec: trainer.checkpoint_every.
-  int checkpoint_every = 50;
+  // then. trainer.checkpoint_every; no default here (NOTE [one default]:
+  // TrainerDriverOptionsFromSpec fills it).
+  int checkpoint_every = 0;
   // metrics.jsonl (one JSON object per step; its folder is created); "" =
   // none. Job spec: <job.output_dir>/metrics.jsonl.
   std::string metrics_path;
@@ -56,8 +57,6 @@ struct TrainerDriverOptions {
   // weight_sync, checkpoint.
   metrics::MetricsRegistry* metrics = nullptr;
 };
-
-TrainerDriverOptions TrainerDriverOptionsFromSpec(const config::JobSpec& spec);
 
 class TrainerDriver {
  public:

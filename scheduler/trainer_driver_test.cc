@@ -16,6 +16,7 @@
 #include "nlohmann/json.hpp"
 #include "scheduler/clients/fake_genrm_client.h"
 #include "scheduler/clients/fake_trainer_client.h"
+#include "scheduler/options_from_spec.h"
 #include "services/clock/fake_clock.h"
 #include "services/metrics/metrics_registry.h"
 #include "services/metrics/metrics_testing.h"

@@ -58,9 +58,9 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
-#include "absl/types/span.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "absl/types/span.h"
 #include "fapo/v1/common.pb.h"
 #include "fapo/v1/scheduler_state.pb.h"
 #include "services/clock/clock.h"
@@ -78,10 +78,13 @@ enum class Backpressure {
 };
 
 struct TrajectoryQueueOptions {
-  // Live (non-terminal) trajectories held at most; must be > 0. Default
-  // 65536. Job spec key: scheduler.queue_capacity.
-  int64_t capacity = 65536;
-  // Default kReject.
+  // From the job spec, with no default here (NOTE [one default]:
+  // SchedulerOptionsFromSpec fills them).
+  //
+  // scheduler.queue_capacity: live (non-terminal) trajectories held at
+  // most; > 0.
+  int64_t capacity = 0;
+  // scheduler.backpressure.
   Backpressure backpressure = Backpressure::kReject;
   // kWait only: how long Add (without an explicit deadline) waits for room.
   // Default 30 s.
@@ -250,7 +253,7 @@ class TrajectoryQueue {
   struct Entry {
     v1::TrajectoryRecord record;
     const std::string* id = nullptr;  // the key in entries_
-    Group* group = nullptr;  // null once the group closed (batched)
+    Group* group = nullptr;           // null once the group closed (batched)
     Entry* prev = nullptr;
     Entry* next = nullptr;
     // NOTE [batched hand-over]: once the body went to the caller, `record`

@@ -21,6 +21,15 @@
 namespace fapo::scheduler {
 namespace {
 
+// The queue's spec-fed fields have no defaults (NOTE [one default]); these
+// tests choose theirs: room enough, and a full queue refuses at once.
+TrajectoryQueueOptions TestQueueOptions() {
+  TrajectoryQueueOptions options;
+  options.capacity = 65536;
+  options.backpressure = Backpressure::kReject;
+  return options;
+}
+
 constexpr int kGroupSize = 8;
 constexpr int kResponseBytes = 1024;
 
@@ -34,7 +43,7 @@ v1::Trajectory Template() {
 
 std::unique_ptr<TrajectoryQueue> NewQueue(
     int64_t capacity, Backpressure backpressure = Backpressure::kReject) {
-  TrajectoryQueueOptions options;
+  TrajectoryQueueOptions options = TestQueueOptions();
   options.capacity = capacity;
   options.backpressure = backpressure;
   return std::move(*TrajectoryQueue::Create(options));
@@ -66,7 +75,8 @@ void AddGroup(TrajectoryQueue& queue, const v1::Trajectory& prototype,
 int64_t ConsumeOnce(TrajectoryQueue& queue, const v1::Verdict& verdict) {
   for (const v1::TrajectoryRecord& record :
        queue.StartScoringOldest(kGroupSize * 8)) {
-    if (!queue.RecordVerdict(record.trajectory().trajectory_id(),
+    if (!queue
+             .RecordVerdict(record.trajectory().trajectory_id(),
                             v1::Verdict(verdict))
              .ok()) {
       std::abort();

@@ -16,6 +16,15 @@
 namespace fapo::scheduler {
 namespace {
 
+// The queue's spec-fed fields have no defaults (NOTE [one default]); these
+// tests choose theirs: room enough, and a full queue refuses at once.
+TrajectoryQueueOptions TestQueueOptions() {
+  TrajectoryQueueOptions options;
+  options.capacity = 65536;
+  options.backpressure = Backpressure::kReject;
+  return options;
+}
+
 constexpr int kSeeds = 200;
 constexpr int kOperationsPerSeed = 400;
 constexpr int kCapacity = 24;
@@ -23,7 +32,7 @@ constexpr int kCapacity = 24;
 class RandomDriver {
  public:
   explicit RandomDriver(uint32_t seed) : random_(seed) {
-    TrajectoryQueueOptions options;
+    TrajectoryQueueOptions options = TestQueueOptions();
     options.capacity = kCapacity;
     auto queue = TrajectoryQueue::Create(options);
     EXPECT_TRUE(queue.ok()) << queue.status();
@@ -195,7 +204,7 @@ void CheckCountsAgainstRecount(const TrajectoryQueue& queue) {
 std::unique_ptr<TrajectoryQueue> CheckSnapshotRestoreIdentity(
     const TrajectoryQueue& queue) {
   v1::SchedulerSnapshot first = queue.Snapshot();
-  TrajectoryQueueOptions options;
+  TrajectoryQueueOptions options = TestQueueOptions();
   options.capacity = kCapacity;
   auto restored = TrajectoryQueue::Restore(first, options);
   EXPECT_TRUE(restored.ok()) << restored.status();

@@ -16,6 +16,15 @@
 namespace fapo::scheduler {
 namespace {
 
+// The queue's spec-fed fields have no defaults (NOTE [one default]); these
+// tests choose theirs: room enough, and a full queue refuses at once.
+TrajectoryQueueOptions TestQueueOptions() {
+  TrajectoryQueueOptions options;
+  options.capacity = 65536;
+  options.backpressure = Backpressure::kReject;
+  return options;
+}
+
 using ::fapo::testing::IsOk;
 using ::fapo::testing::IsOkAndHolds;
 using ::fapo::testing::StatusIs;
@@ -51,7 +60,8 @@ v1::Verdict WrongAnswerVerdict() {
   return verdict;
 }
 
-std::unique_ptr<TrajectoryQueue> NewQueue(TrajectoryQueueOptions options = {}) {
+std::unique_ptr<TrajectoryQueue> NewQueue(
+    TrajectoryQueueOptions options = TestQueueOptions()) {
   auto queue = TrajectoryQueue::Create(std::move(options));
   EXPECT_THAT(queue, IsOk());
   return std::move(*queue);
@@ -77,7 +87,7 @@ void ScoreCorrect(TrajectoryQueue& queue, const std::string& id) {
 }
 
 TEST(TrajectoryQueueTest, CreateRejectsBadCapacity) {
-  TrajectoryQueueOptions options;
+  TrajectoryQueueOptions options = TestQueueOptions();
   options.capacity = 0;
   EXPECT_THAT(TrajectoryQueue::Create(options),
               StatusIs(absl::StatusCode::kInvalidArgument,
@@ -314,7 +324,7 @@ TEST(TrajectoryQueueTest, RegisterGroupFixesTheSize) {
 }
 
 TEST(TrajectoryQueueTest, RequireRegisteredGroupsRefusesClosedGroups) {
-  TrajectoryQueueOptions options;
+  TrajectoryQueueOptions options = TestQueueOptions();
   options.require_registered_groups = true;
   auto queue = NewQueue(options);
   EXPECT_THAT(queue->Add(MakeTrajectory("a", "never", 0), v1::Prompt(), 2),
@@ -335,7 +345,7 @@ TEST(TrajectoryQueueTest, RequireRegisteredGroupsRefusesClosedGroups) {
 }
 
 TEST(TrajectoryQueueTest, HandOverMovesBatchedBodiesOutAndKeepsSkeletons) {
-  TrajectoryQueueOptions options;
+  TrajectoryQueueOptions options = TestQueueOptions();
   options.hand_over_batched = true;
   auto queue = NewQueue(options);
   AddGroup(*queue, "g", 2);
@@ -403,7 +413,7 @@ TEST(TrajectoryQueueTest, DropFromEveryLiveStateCountsReasons) {
 }
 
 TEST(TrajectoryQueueTest, RejectModeSaysCapacityAndHowToRaiseIt) {
-  TrajectoryQueueOptions options;
+  TrajectoryQueueOptions options = TestQueueOptions();
   options.capacity = 2;
   auto queue = NewQueue(options);
   AddGroup(*queue, "g", 2);
@@ -425,7 +435,7 @@ TEST(TrajectoryQueueTest, RejectModeSaysCapacityAndHowToRaiseIt) {
 
 TEST(TrajectoryQueueTest, WaitModeTimesOutOnTheFakeClock) {
   FakeClock clock;
-  TrajectoryQueueOptions options;
+  TrajectoryQueueOptions options = TestQueueOptions();
   options.capacity = 1;
   options.backpressure = Backpressure::kWait;
   options.max_wait = absl::Seconds(10);
@@ -449,7 +459,7 @@ TEST(TrajectoryQueueTest, WaitModeTimesOutOnTheFakeClock) {
 
 TEST(TrajectoryQueueTest, WaitModeAddsOnceAnotherThreadMakesRoom) {
   FakeClock clock;
-  TrajectoryQueueOptions options;
+  TrajectoryQueueOptions options = TestQueueOptions();
   options.capacity = 1;
   options.backpressure = Backpressure::kWait;
   options.clock = &clock;
@@ -467,7 +477,7 @@ TEST(TrajectoryQueueTest, WaitModeAddsOnceAnotherThreadMakesRoom) {
 }
 
 TEST(TrajectoryQueueTest, WaitModeWithRealClockAndShortDeadline) {
-  TrajectoryQueueOptions options;
+  TrajectoryQueueOptions options = TestQueueOptions();
   options.capacity = 1;
   options.backpressure = Backpressure::kWait;
   auto queue = NewQueue(options);
@@ -486,7 +496,7 @@ TEST(TrajectoryQueueTest, WaitModeWithRealClockAndShortDeadline) {
 
 TEST(TrajectoryQueueTest, CloseWakesWaitersAndRefusesAdds) {
   FakeClock clock;
-  TrajectoryQueueOptions options;
+  TrajectoryQueueOptions options = TestQueueOptions();
   options.capacity = 1;
   options.backpressure = Backpressure::kWait;
   options.clock = &clock;
@@ -639,7 +649,7 @@ double FindValue(const metrics::MetricsRegistry& registry,
 
 TEST(TrajectoryQueueTest, ExportsMetrics) {
   auto registry = metrics::NewMetricsRegistry();
-  TrajectoryQueueOptions options;
+  TrajectoryQueueOptions options = TestQueueOptions();
   options.capacity = 100;
   options.metrics = registry.get();
   {
@@ -658,7 +668,7 @@ TEST(TrajectoryQueueTest, ExportsMetrics) {
 }
 
 TEST(TrajectoryQueueTest, ConcurrentProducersAndConsumersEndExact) {
-  TrajectoryQueueOptions options;
+  TrajectoryQueueOptions options = TestQueueOptions();
   options.capacity = 64;
   options.backpressure = Backpressure::kWait;
   auto queue = NewQueue(options);
@@ -758,7 +768,8 @@ TEST(TrajectoryQueueSnapshotTest, RestoreRequeuesScoringAndKeepsTheRest) {
   EXPECT_EQ(snapshot.open_group_sizes().at("empty"), 8);
   EXPECT_EQ(snapshot.open_group_sizes().count("h"), 0u);
 
-  ASSERT_OK_AND_ASSIGN(auto restored, TrajectoryQueue::Restore(snapshot, {}));
+  ASSERT_OK_AND_ASSIGN(auto restored,
+                       TrajectoryQueue::Restore(snapshot, TestQueueOptions()));
   EXPECT_EQ(StateOf(*restored, "g-0"), v1::TRAJECTORY_STATE_GENERATED);
   ASSERT_OK_AND_ASSIGN(v1::TrajectoryRecord g0, restored->Get("g-0"));
   EXPECT_EQ(g0.genrm_attempts(), 1);
@@ -786,8 +797,9 @@ TEST(TrajectoryQueueSnapshotTest, RestoreRequeuesCompleteGroups) {
   AddGroup(*queue, "b", 1);
   ScoreCorrect(*queue, "a-0");
   ScoreCorrect(*queue, "b-0");
-  ASSERT_OK_AND_ASSIGN(auto restored,
-                       TrajectoryQueue::Restore(queue->Snapshot(), {}));
+  ASSERT_OK_AND_ASSIGN(
+      auto restored,
+      TrajectoryQueue::Restore(queue->Snapshot(), TestQueueOptions()));
   EXPECT_EQ(restored->NumCompleteGroups(), 2);
   std::vector<CompleteGroup> groups = restored->TakeCompleteGroups(5);
   ASSERT_EQ(groups.size(), 2u);
@@ -804,10 +816,11 @@ TEST(TrajectoryQueueSnapshotTest, RestoreRejectsBadSnapshots) {
   auto expect_invalid = [](const v1::SchedulerSnapshot& snapshot,
                            const std::string& message) {
     EXPECT_THAT(
-        TrajectoryQueue::Restore(snapshot, {}),
+        TrajectoryQueue::Restore(snapshot, TestQueueOptions()),
         StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr(message)));
   };
-  ASSERT_OK(TrajectoryQueue::Restore(ValidSnapshot(), {}).status());
+  ASSERT_OK(
+      TrajectoryQueue::Restore(ValidSnapshot(), TestQueueOptions()).status());
 
   v1::SchedulerSnapshot snapshot = ValidSnapshot();
   snapshot.set_version(2);
@@ -856,7 +869,7 @@ TEST(TrajectoryQueueSnapshotTest, RestoreRejectsBadSnapshots) {
   // Counters outside "queue." belong to the scheduler: ignored.
   snapshot = ValidSnapshot();
   (*snapshot.mutable_counters())["scheduler.retries"] = 3;
-  EXPECT_OK(TrajectoryQueue::Restore(snapshot, {}).status());
+  EXPECT_OK(TrajectoryQueue::Restore(snapshot, TestQueueOptions()).status());
 }
 
 }  // namespace

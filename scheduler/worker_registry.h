@@ -52,12 +52,13 @@
 namespace fapo::scheduler {
 
 struct WorkerRegistryOptions {
-  // How often workers heartbeat (told to them at registration); > 0.
-  // Default 1 s.
-  absl::Duration heartbeat_interval = absl::Seconds(1);
-  // Silence after which a worker is dead; must exceed heartbeat_interval.
-  // Default 5 s.
-  absl::Duration worker_timeout = absl::Seconds(5);
+  // scheduler.heartbeat_interval_ms: how often workers heartbeat (told to
+  // them at registration); > 0. No default here (NOTE [one default]:
+  // SchedulerOptionsFromSpec fills it, and worker_timeout).
+  absl::Duration heartbeat_interval;
+  // scheduler.worker_timeout_ms: silence after which a worker is dead;
+  // must exceed heartbeat_interval.
+  absl::Duration worker_timeout;
   // Not owned; null = RealClock().
   Clock* clock = nullptr;
   // Not owned; null = no metrics. Registers fapo_workers{role,state}

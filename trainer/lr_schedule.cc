@@ -5,23 +5,13 @@
 
 namespace fapo::trainer {
 
-LrScheduleOptions LrScheduleOptionsFromSpec(const config::JobSpec& spec) {
-  LrScheduleOptions options;
-  options.peak = spec.trainer.learning_rate;
-  options.warmup_steps = spec.trainer.warmup_steps;
-  options.schedule = spec.trainer.lr_schedule;
-  options.min_lr_ratio = spec.trainer.min_lr_ratio;
-  options.total_steps = spec.job.steps;
-  return options;
-}
-
 double LearningRateAt(const LrScheduleOptions& options, int64_t step) {
   step = std::max<int64_t>(step, 1);
   if (step <= options.warmup_steps) {
     return options.peak * static_cast<double>(step) /
            static_cast<double>(options.warmup_steps);
   }
-  if (options.schedule == config::LrSchedule::kConstant) return options.peak;
+  if (options.decay == LrDecay::kConstant) return options.peak;
   const int64_t decay_steps =
       std::max<int64_t>(options.total_steps - options.warmup_steps, 1);
   const double progress = std::clamp(

@@ -5,23 +5,26 @@
 
 #include <cstdint>
 
-#include "services/config/job_spec.h"
-
 namespace fapo::trainer {
 
-struct LrScheduleOptions {
-  // Peak learning rate (trainer.learning_rate). > 0.
-  double peak = 2e-5;
-  // Linear warm-up length in steps (trainer.warmup_steps). >= 0.
-  int64_t warmup_steps = 0;
-  config::LrSchedule schedule = config::LrSchedule::kConstant;
-  // Cosine floor as a fraction of the peak (trainer.min_lr_ratio), [0, 1].
-  double min_lr_ratio = 0.1;
-  // The schedule's horizon: the last step (job.steps). >= 1.
-  int64_t total_steps = 1;
-};
+enum class LrDecay { kConstant, kCosine };
 
-LrScheduleOptions LrScheduleOptionsFromSpec(const config::JobSpec& spec);
+// Every field comes from the job spec, through the trainer's settings
+// (LrScheduleOptionsFromSettings in trainer.h); no defaults here (NOTE [one
+// default] in services/config/job_spec.h).
+struct LrScheduleOptions {
+  // trainer.learning_rate: the peak; > 0.
+  double peak = 0;
+  // trainer.warmup_steps: linear warm-up length in steps; >= 0.
+  int64_t warmup_steps = 0;
+  // trainer.lr_schedule.
+  LrDecay decay = LrDecay::kConstant;
+  // trainer.min_lr_ratio: the cosine floor as a fraction of the peak,
+  // [0, 1].
+  double min_lr_ratio = 0;
+  // job.steps: the schedule's horizon, the last step; >= 1.
+  int64_t total_steps = 0;
+};
 
 // The learning rate of 1-based step `step` (every optimizer step of a
 // training step uses it):

@@ -25,7 +25,7 @@ TEST(LrScheduleTest, CosineFromPeakToFloor) {
   options.peak = 2.0;
   options.warmup_steps = 2;
   options.total_steps = 6;
-  options.schedule = config::LrSchedule::kCosine;
+  options.decay = LrDecay::kCosine;
   options.min_lr_ratio = 0.1;
   EXPECT_DOUBLE_EQ(LearningRateAt(options, 1), 1.0);
   EXPECT_DOUBLE_EQ(LearningRateAt(options, 2), 2.0);
@@ -44,25 +44,10 @@ TEST(LrScheduleTest, CosineWithoutWarmupStartsBelowPeak) {
   LrScheduleOptions options;
   options.peak = 1.0;
   options.total_steps = 2;
-  options.schedule = config::LrSchedule::kCosine;
+  options.decay = LrDecay::kCosine;
   options.min_lr_ratio = 0.0;
   EXPECT_NEAR(LearningRateAt(options, 1), 0.5, 1e-12);
   EXPECT_NEAR(LearningRateAt(options, 2), 0.0, 1e-12);
-}
-
-TEST(LrScheduleTest, FromSpec) {
-  config::JobSpec spec;
-  spec.trainer.learning_rate = 3e-4;
-  spec.trainer.warmup_steps = 7;
-  spec.trainer.lr_schedule = config::LrSchedule::kCosine;
-  spec.trainer.min_lr_ratio = 0.5;
-  spec.job.steps = 70;
-  LrScheduleOptions options = LrScheduleOptionsFromSpec(spec);
-  EXPECT_EQ(options.peak, 3e-4);
-  EXPECT_EQ(options.warmup_steps, 7);
-  EXPECT_EQ(options.schedule, config::LrSchedule::kCosine);
-  EXPECT_EQ(options.min_lr_ratio, 0.5);
-  EXPECT_EQ(options.total_steps, 70);
 }
 
 }  // namespace

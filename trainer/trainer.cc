@@ -62,6 +62,19 @@ absl::Status ValidateSettings(const TrainerSettings& settings) {
 
 }  // namespace
 
+LrScheduleOptions LrScheduleOptionsFromSettings(
+    const TrainerSettings& settings) {
+  LrScheduleOptions options;
+  options.peak = settings.trainer.learning_rate;
+  options.warmup_steps = settings.trainer.warmup_steps;
+  options.decay = settings.trainer.lr_schedule == config::LrSchedule::kCosine
+                      ? LrDecay::kCosine
+                      : LrDecay::kConstant;
+  options.min_lr_ratio = settings.trainer.min_lr_ratio;
+  options.total_steps = settings.total_steps;
+  return options;
+}
+
 TrainerSettings TrainerSettingsFromSpec(const config::JobSpec& spec) {
   TrainerSettings settings;
   settings.trainer = spec.trainer;
@@ -189,11 +202,7 @@ Trainer::Trainer(TrainerSettings settings,
     : settings_(std::move(settings)),
       policy_(std::move(policy)),
       impl_(std::make_unique<Impl>()) {
-  lr_schedule_.peak = settings_.trainer.learning_rate;
-  lr_schedule_.warmup_steps = settings_.trainer.warmup_steps;
-  lr_schedule_.schedule = settings_.trainer.lr_schedule;
-  lr_schedule_.min_lr_ratio = settings_.trainer.min_lr_ratio;
-  lr_schedule_.total_steps = settings_.total_steps;
+  lr_schedule_ = LrScheduleOptionsFromSettings(settings_);
 }
 
 Trainer::~Trainer() = default;

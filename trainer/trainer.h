@@ -83,6 +83,11 @@ struct TrainerSettings {
 // tokenizer_path = policy.tokenizer_path (or <model_dir>/tokenizer.json).
 TrainerSettings TrainerSettingsFromSpec(const config::JobSpec& spec);
 
+// The learning-rate schedule of `settings` (trainer.learning_rate,
+// warmup_steps, lr_schedule, min_lr_ratio; the horizon total_steps).
+LrScheduleOptions LrScheduleOptionsFromSettings(
+    const TrainerSettings& settings);
+
 struct TrainStepResult {
   int64_t step = 0;
   int64_t policy_version = 0;

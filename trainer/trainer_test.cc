@@ -577,5 +577,21 @@ TEST_F(TrainerCheckpointTest, CreateFromSpecLoadsAndResumes) {
   EXPECT_EQ((*fresh)->step(), 0);
 }
 
+TEST(LrScheduleOptionsTest, ComeFromTheSpecThroughTheSettings) {
+  config::JobSpec spec;
+  spec.trainer.learning_rate = 3e-4;
+  spec.trainer.warmup_steps = 7;
+  spec.trainer.lr_schedule = config::LrSchedule::kCosine;
+  spec.trainer.min_lr_ratio = 0.5;
+  spec.job.steps = 70;
+  const LrScheduleOptions options =
+      LrScheduleOptionsFromSettings(TrainerSettingsFromSpec(spec));
+  EXPECT_EQ(options.peak, 3e-4);
+  EXPECT_EQ(options.warmup_steps, 7);
+  EXPECT_EQ(options.decay, LrDecay::kCosine);
+  EXPECT_EQ(options.min_lr_ratio, 0.5);
+  EXPECT_EQ(options.total_steps, 70);
+}
+
 }  // namespace
 }  // namespace fapo::trainer

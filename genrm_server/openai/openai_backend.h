@@ -69,21 +69,38 @@
 namespace fapo::genrm {
 
 struct OpenAiBackendOptions {
-  // The API root, "http://host:port/v1" (http:// or https://; a trailing '/'
-  // is dropped). Required.
+  // From the job spec, filled by OpenAiOptionsFromSpec (backend_factory.h):
+  // their defaults and ranges are the spec's (NOTE [one default] in
+  // services/config/job_spec.h), so none are declared here. Create checks
+  // only what the backend cannot work without.
+  //
+  // genrm.openai.base_url: the API root, "http://host:port/v1" (http:// or
+  // https://; a trailing '/' is dropped). Required.
   std::string base_url;
-  // The served model's name, sent as "model". Required.
+  // genrm.openai.model: the served model's name, sent as "model". Required.
   std::string model;
-  // A file holding the API key (surrounding whitespace trimmed), read once
-  // at Create. Default "": no Authorization header.
+  // genrm.openai.api_key_file: the API key (surrounding whitespace
+  // trimmed), read once at Create; "" = no Authorization header.
   std::string api_key_file;
-  // HTTP requests in flight at once, across batches. Default 64. >= 1.
-  int max_concurrency = 64;
-  // Per attempt, connection included, ms. Default 120000. >= 1.
-  int64_t timeout_ms = 120000;
-  // Retries after the first attempt (so at most max_retries + 1 attempts).
-  // Default 3. >= 0.
-  int max_retries = 3;
+  // genrm.openai.max_concurrency: HTTP requests in flight at once, across
+  // batches; >= 1.
+  int max_concurrency = 0;
+  // genrm.openai.timeout_ms: per attempt, connection included; >= 1.
+  int64_t timeout_ms = 0;
+  // genrm.openai.max_retries: retries after the first attempt (so at most
+  // max_retries + 1 attempts); >= 0.
+  int max_retries = 0;
+  // genrm.model.samples: k, choices per request ("n"), majority-voted; >= 1.
+  int samples = 0;
+  // genrm.openai.temperature; >= 0 and finite.
+  double temperature = 0;
+  // genrm.openai.max_tokens: generation limit per choice; >= 1.
+  int max_tokens = 0;
+  // job.seed: the backoff jitter's.
+  uint64_t seed = 0;
+
+  // The backend's own tuning, not in the job spec.
+  //
   // Backoff before retry a (from 0): initial_backoff_ms * 2^a, capped at
   // max_backoff_ms, then scaled by a uniform draw in [0.5, 1]. Defaults 200
   // and 10000 ms. initial >= 0, max >= initial.
@@ -91,16 +108,8 @@ struct OpenAiBackendOptions {
   int64_t max_backoff_ms = 10000;
   // A server's Retry-After is honoured up to this, ms. Default 60000. >= 0.
   int64_t max_retry_after_ms = 60000;
-  // k: choices per request ("n"), majority-voted. Default 1. >= 1.
-  int samples = 1;
-  // Sampling temperature. Default 0 (greedy). >= 0 and finite.
-  double temperature = 0;
-  // Generation limit per choice, tokens. Default 4096. >= 1.
-  int max_tokens = 4096;
   // The critique kept in the verdict, bytes. Default 16384. >= 0.
   size_t max_critique_bytes = 16384;
-  // Seed of the backoff jitter. Default 1.
-  uint64_t seed = 1;
 };
 
 // OK, or InvalidArgument naming the bad field.

@@ -31,6 +31,7 @@
 #include "absl/time/time.h"
 #include "algorithm/genrm_prompt.h"
 #include "genrm_server/openai/fake_openai_server.h"
+#include "genrm_server/options_from_spec.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
@@ -106,8 +107,9 @@ fapo::v1::ScoreRequest Request(int i, const std::string& marker = "") {
   return request;
 }
 
+// The job spec's defaults (NOTE [one default]), pointed at `server`.
 OpenAiBackendOptions Options(const FakeOpenAiServer& server) {
-  OpenAiBackendOptions options;
+  OpenAiBackendOptions options = OpenAiOptionsFromSpec(config::JobSpec());
   options.base_url = server.base_url();
   options.model = "fapo-genrm-4b";
   options.timeout_ms = 5000;
@@ -369,7 +371,7 @@ TEST_F(OpenAiBackendTest, ConnectionRefusedIsUnavailableAfterRetries) {
   const int port = UnusedPort();
   ASSERT_NE(port, 0);
   const std::string base_url = absl::StrCat("http://127.0.0.1:", port, "/v1");
-  OpenAiBackendOptions options;
+  OpenAiBackendOptions options = OpenAiOptionsFromSpec(config::JobSpec());
   options.base_url = base_url;
   options.model = "m";
   options.max_retries = 2;
@@ -504,7 +506,7 @@ TEST_F(OpenAiBackendTest, EmptyBatchCompletesAtOnce) {
 }
 
 TEST_F(OpenAiBackendTest, CreateRejectsBadOptions) {
-  OpenAiBackendOptions good;
+  OpenAiBackendOptions good = OpenAiOptionsFromSpec(config::JobSpec());
   good.base_url = "http://127.0.0.1:1/v1";
   good.model = "m";
   EXPECT_THAT(ValidateOpenAiBackendOptions(good), IsOk());

@@ -15,6 +15,7 @@
 #include "gtest/gtest.h"
 #include "scheduler/clients/fake_genrm_client.h"
 #include "scheduler/genrm_dispatcher.h"
+#include "scheduler/options_from_spec.h"
 #include "services/rpc/server.h"
 #include "services/rpc/status_conversion.h"
 #include "services/status/status_matchers.h"
@@ -353,7 +354,7 @@ TEST(GenrmDispatcherOverGrpcTest, DownServerIsRetriedOnALiveOne) {
   auto client = GrpcGenrmClient::Create({});
   ASSERT_THAT(client, IsOk());
   Sink sink;
-  GenrmDispatcherOptions options;
+  GenrmDispatcherOptions options = DefaultSchedulerOptions().genrm;
   options.request_timeout = absl::Seconds(10);
   auto dispatcher =
       GenrmDispatcher::Create(options, client->get(), sink.Callback());
@@ -374,7 +375,7 @@ TEST(GenrmDispatcherOverGrpcTest, HangingServerEndsInTimeoutVerdict) {
   auto client = GrpcGenrmClient::Create({});
   ASSERT_THAT(client, IsOk());
   Sink sink;
-  GenrmDispatcherOptions options;
+  GenrmDispatcherOptions options = DefaultSchedulerOptions().genrm;
   options.request_timeout = absl::Milliseconds(200);
   options.max_retries = 1;
   auto dispatcher =

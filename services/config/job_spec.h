@@ -18,6 +18,17 @@
 // Every field below has a default (its initializer) and a valid range, both
 // stated in its comment; the schema in schema.h enforces exactly those. YAML
 // spells enum values in snake_case (see the spelling tables).
+//
+// NOTE [one default]: a value the job spec feeds has its default and its
+// range here, and nowhere else. The option structs of the components it
+// feeds (SchedulerOptions, OpenAiBackendOptions, DynamicBatcherOptions, ...)
+// declare such fields with no default (a zero that their Create refuses)
+// and name the key that fills them; one mapping per component fills them
+// (scheduler/options_from_spec.h, genrm_server/backend_factory.h, ...),
+// kept out of the components' own headers so that their logic does not
+// depend on this file. A component checks only what it cannot work without
+// (a count of at least 1), never a user-facing range. Tests start from the
+// mapping of a default JobSpec, so they run with the defaults users get.
 #ifndef FAPO_SERVICES_CONFIG_JOB_SPEC_H_
 #define FAPO_SERVICES_CONFIG_JOB_SPEC_H_
 
