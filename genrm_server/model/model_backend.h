@@ -53,19 +53,25 @@ struct ModelBackendOptions {
   std::string model_dir;
   // The tokenizer.json. Default (empty): model_dir + "/tokenizer.json".
   std::string tokenizer_path;
-  // k: answers sampled per request, majority-voted. >= 1; default 1.
-  int samples = 1;
-  // 0 = greedy (default); otherwise the sampling temperature, > 0.
+  // genrm.model.samples, temperature, max_new_tokens and job.seed (below)
+  // come from the job spec, through MakeGenrmBackend (backend_factory.h),
+  // with no defaults here (NOTE [one default] in
+  // services/config/job_spec.h).
+  //
+  // genrm.model.samples: k, answers sampled per request, majority-voted;
+  // >= 1.
+  int samples = 0;
+  // genrm.model.temperature: 0 = greedy; otherwise > 0.
   float temperature = 0.0f;
-  // Nucleus sampling, in (0, 1]; default 1 (off).
+  // Nucleus sampling, in (0, 1]; not in the job spec. Default 1 (off).
   float top_p = 1.0f;
-  // Tokens generated at most per answer; >= 1, default 1024.
-  int max_new_tokens = 1024;
+  // genrm.model.max_new_tokens: tokens generated at most per answer; >= 1.
+  int max_new_tokens = 0;
   // Default kChatML.
   GenrmPromptFormat prompt_format = GenrmPromptFormat::kChatML;
-  // Sampling seed. Each Generate call n (0, 1, ... in the order the worker
-  // runs them) uses seed + n, so a backend fed the same batches in the same
-  // order gives the same verdicts. Default 0.
+  // job.seed: the sampling seed. Each Generate call n (0, 1, ... in the
+  // order the worker runs them) uses seed + n, so a backend fed the same
+  // batches in the same order gives the same verdicts.
   uint64_t seed = 0;
   // Rows (requests x samples) per Generate call at most; a larger batch is
   // generated in consecutive chunks of whole requests (a request with more

@@ -27,6 +27,7 @@ const std::string& TinyModelDir() {
 std::unique_ptr<GenrmBackend> MakeModel() {
   ModelBackendOptions options;
   options.model_dir = TinyModelDir();
+  options.samples = 1;
   options.max_new_tokens = 4;
   auto backend = ModelBackend::Create(std::move(options));
   EXPECT_TRUE(backend.ok()) << backend.status();

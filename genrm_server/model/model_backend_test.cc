@@ -79,6 +79,8 @@ class ModelBackendTest : public ::testing::Test {
   static ModelBackendOptions Options() {
     ModelBackendOptions options;
     options.model_dir = dir_->path();
+    options.samples = 1;
+    options.temperature = 0.0f;  // greedy
     options.max_new_tokens = 12;
     return options;
   }
