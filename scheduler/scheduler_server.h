@@ -22,7 +22,7 @@
 // Create asks that trainer what it resumed from (GetResumeState, retried
 // for up to 60 s while it starts) and, when it restored a checkpoint,
 // continues from the scheduler snapshot stored in it (NOTE [scheduler
-// restore] in scheduler.cc).
+// restore] in scheduler_snapshot.cc).
 #ifndef FAPO_SCHEDULER_SCHEDULER_SERVER_H_
 #define FAPO_SCHEDULER_SCHEDULER_SERVER_H_
 

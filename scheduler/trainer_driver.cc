@@ -249,7 +249,7 @@ absl::StatusOr<bool> TrainerDriver::RunOnce() {
     if (!written.ok()) FAPO_LOG(ERROR) << "metrics.jsonl: " << written;
   }
   last_step_end_ = absl::Now();
-  // NOTE [job end] (scheduler.cc): the last step's checkpoint and metrics
+  // NOTE [job end] (scheduler_batches.cc): the last step's checkpoint and metrics
   // line are written; now the job may succeed.
   if (last) scheduler_->FinishStop();
   return true;

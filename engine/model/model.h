@@ -11,7 +11,7 @@
 // scaling), grouped-query attention with a float32 softmax, SwiGLU MLP.
 // float32 on CPU; the same code runs on CUDA in bf16 when LibTorch has CUDA.
 //
-// Only <ATen/core/Tensor.h> here: <torch/torch.h> stays in model.cc.
+// Only <ATen/core/Tensor.h> here: <torch/torch.h> stays in the .cc files.
 #ifndef FAPO_ENGINE_MODEL_MODEL_H_
 #define FAPO_ENGINE_MODEL_MODEL_H_
 
