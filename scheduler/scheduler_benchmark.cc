@@ -51,6 +51,7 @@
 #include "scheduler/samples_writer.h"
 #include "scheduler/scheduler.h"
 #include "services/logging/log.h"
+#include "services/metrics/metrics_registry.h"
 #include "services/rpc/server.h"
 #include "tests/support/subprocess.h"
 
@@ -117,11 +118,13 @@ SchedulerOptions Options() {
 }
 
 std::unique_ptr<Scheduler> NewScheduler(
-    GenrmClient* client, TrajectoryOutcomeSink* outcomes = nullptr) {
+    GenrmClient* client, TrajectoryOutcomeSink* outcomes = nullptr,
+    metrics::MetricsRegistry* registry = nullptr) {
   config::JobSpec spec;
   spec.data.task = config::Task::kArith;
   SchedulerOptions options = Options();
   options.outcomes = outcomes;
+  options.metrics = registry;
   auto scheduler = Scheduler::Create(options, *tasks::MakePromptSource(spec),
                                      *tasks::MakeAnswerVerifier(spec), client);
   if (!scheduler.ok()) {
@@ -194,7 +197,10 @@ int ProduceOneGroup(Scheduler& scheduler) {
 
 // With `samples_path`, every trajectory also goes to samples.jsonl there
 // (SamplesWriter, as fapo-scheduler with job.sample_fraction 1).
-void RunInProcess(benchmark::State& state, const std::string& samples_path) {
+// With `registry`, the scheduler and its parts export their metrics there,
+// as fapo-scheduler always does.
+void RunInProcess(benchmark::State& state, const std::string& samples_path,
+                  metrics::MetricsRegistry* registry = nullptr) {
   std::unique_ptr<SamplesWriter> samples;
   if (!samples_path.empty()) {
     SamplesWriterOptions samples_options =
@@ -203,7 +209,8 @@ void RunInProcess(benchmark::State& state, const std::string& samples_path) {
     samples = *SamplesWriter::Create(samples_options);
   }
   NoopGenrmClient client;
-  std::unique_ptr<Scheduler> scheduler = NewScheduler(&client, samples.get());
+  std::unique_ptr<Scheduler> scheduler =
+      NewScheduler(&client, samples.get(), registry);
   RegisterNoopGenrms(*scheduler);
   int64_t items = 0;
   for (auto _ : state) {
@@ -217,6 +224,18 @@ void RunInProcess(benchmark::State& state, const std::string& samples_path) {
 }
 
 void BM_InProcess(benchmark::State& state) { RunInProcess(state, ""); }
+
+// BM_InProcess with every metric the services export updated on the way:
+// the difference is what /metrics costs the hot path.
+void BM_InProcessWithMetrics(benchmark::State& state) {
+  std::unique_ptr<metrics::MetricsRegistry> registry =
+      metrics::NewMetricsRegistry();
+  RunInProcess(state, "", registry.get());
+}
+BENCHMARK(BM_InProcessWithMetrics)
+    ->Unit(benchmark::kMicrosecond)
+    ->MinTime(2.0)
+    ->UseRealTime();
 
 // The same scheduler fed by state.threads() producers at once, as the
 // RolloutDriver's streams feed it from gRPC's threads; each producer also
