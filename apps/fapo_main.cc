@@ -8,7 +8,8 @@
 //   fapo sft --out DIR                            supervised warm start
 //   fapo eval --model DIR [--config JOB.yaml]     held-out accuracy and
 //                                                 flawed-positive ratio
-//   fapo report RUN_DIR                           the run as one page
+//   fapo report RUN_DIR...                        runs as report.md and
+//                                                 report.html (overlaid)
 //   fapo version
 #include <iostream>
 #include <string>
@@ -17,6 +18,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "apps/launcher/launcher.h"
+#include "apps/report/report_html.h"
 #include "apps/report/run_report.h"
 #include "services/config/job_spec.h"
 #include "services/flags/flags.h"
@@ -171,20 +173,62 @@ int Eval(const std::vector<std::string>& args) {
 #endif
 
 int Report(const std::vector<std::string>& args) {
-  report::RunReportOptions options;
-  int64_t rows = options.curve_rows;
+  std::string first_run_dir;
+  std::string html_path;
+  int64_t rows = report::RunReportOptions().curve_rows;
   bool quiet = false;
-  FlagSet flags("fapo report",
-                "Reads a run directory (config.yaml, metrics.jsonl, and "
-                "samples.jsonl and eval.json files where present) and writes "
-                "<RUN_DIR>/report.md: the job, the training curve, where a "
-                "step's time went, what became of the trajectories and the "
-                "advantages they trained with, held-out evaluations. "
-                "Prints it too. `fapo launch` writes one when a job ends.");
-  flags.Positional("RUN_DIR", &options.run_dir, "the run directory");
-  flags.Int("rows", &rows, "rows of the training-curve table");
-  flags.Bool("quiet", &quiet, "write report.md, print only its path");
-  absl::Status parsed = flags.Parse(args);
+  FlagSet flags(
+      "fapo report",
+      "Reads run directories (config.yaml, metrics.jsonl, and samples.jsonl "
+      "and eval.json files where present) and writes <RUN_DIR>/report.md for "
+      "each: the job, the training curve, where a step's time went, what "
+      "became of the trajectories and the advantages they trained with, "
+      "held-out evaluations. Also writes report.html, a self-contained page "
+      "(inline SVG charts, no script, nothing fetched) of the training "
+      "curves, step time and verdicts: of the one run, or of several runs "
+      "overlaid, one colour each. With one run it prints report.md too; "
+      "with several, the paths written. `fapo launch` writes both when a "
+      "job ends.");
+  flags.Positional("RUN_DIR...", &first_run_dir,
+                   "one or more run directories (job.output_dir)");
+  flags.String("html", &html_path, "PATH",
+               "where to write the HTML page (default: <RUN_DIR>/report.html "
+               "for one run; for several, report.html in the current "
+               "directory)");
+  flags.Int("rows", &rows, "rows of report.md's training-curve table");
+  flags.Bool("quiet", &quiet, "print only the paths written");
+  // FlagSet takes a fixed number of positionals; run directories come in
+  // any number, so all but the first are taken out here: the arguments
+  // that are neither a flag nor the value of one (--html and --rows take
+  // one unless written --flag=value), and everything after "--".
+  std::vector<std::string> run_dirs;
+  std::vector<std::string> flag_args;
+  bool value_missing = false;  // left for FlagSet to say so
+  for (size_t i = 0; i < args.size(); ++i) {
+    const std::string& arg = args[i];
+    if (arg == "--") {
+      run_dirs.insert(run_dirs.end(), args.begin() + i + 1, args.end());
+      break;
+    }
+    if (arg.size() > 1 && arg[0] == '-') {
+      flag_args.push_back(arg);
+      if (arg == "--html" || arg == "-html" || arg == "--rows" ||
+          arg == "-rows") {
+        if (i + 1 < args.size()) {
+          flag_args.push_back(args[++i]);
+        } else {
+          value_missing = true;
+        }
+      }
+      continue;
+    }
+    run_dirs.push_back(arg);
+  }
+  if (!run_dirs.empty() && !value_missing) {
+    flag_args.push_back("--");
+    flag_args.push_back(run_dirs.front());
+  }
+  absl::Status parsed = flags.Parse(flag_args);
   if (flags.help_requested()) {
     std::cout << flags.Usage();
     return 0;
@@ -197,18 +241,53 @@ int Report(const std::vector<std::string>& args) {
     std::cerr << "fapo report: " << parsed.message() << "\n";
     return 2;
   }
-  options.curve_rows = static_cast<int>(rows);
-  std::string markdown;
-  absl::StatusOr<std::string> written =
-      report::WriteRunReport(options, &markdown);
-  if (!written.ok()) {
-    std::cerr << "fapo report: " << written.status().message() << "\n";
+  const bool overlay = run_dirs.size() > 1;
+  if (html_path.empty()) {
+    html_path = report::HtmlReportPath(overlay ? "." : run_dirs.front());
+  }
+  // Each run's report.md (and, for one run, its page), keeping what was
+  // read for the page of several.
+  std::vector<report::RunData> runs;
+  int failed = 0;
+  for (const std::string& run_dir : run_dirs) {
+    report::RunReportOptions options;
+    options.run_dir = run_dir;
+    options.curve_rows = static_cast<int>(rows);
+    if (!overlay) options.html_path = html_path;
+    std::string markdown;
+    report::RunData run;
+    absl::StatusOr<std::string> written =
+        report::WriteRunReport(options, &markdown, &run);
+    if (!written.ok()) {
+      std::cerr << "fapo report: " << written.status().message() << "\n";
+      ++failed;
+      continue;
+    }
+    if (quiet || overlay) {
+      std::cout << *written << "\n";
+    } else {
+      std::cout << markdown << "(written to " << *written << ")\n";
+    }
+    runs.push_back(std::move(run));
+  }
+  if (failed > 0) {
+    if (overlay) {
+      std::cerr << "fapo report: " << failed << " of " << run_dirs.size()
+                << " runs could not be read; no page written\n";
+    }
     return 1;
   }
-  if (quiet) {
-    std::cout << *written << "\n";
+  if (overlay) {
+    absl::Status page = report::WriteHtmlReport(runs, html_path);
+    if (!page.ok()) {
+      std::cerr << "fapo report: " << page.message() << "\n";
+      return 1;
+    }
+  }
+  if (quiet || overlay) {
+    std::cout << html_path << "\n";
   } else {
-    std::cout << markdown << "(written to " << *written << ")\n";
+    std::cout << "(and " << html_path << ")\n";
   }
   return 0;
 }
@@ -235,7 +314,8 @@ const std::vector<Subcommand>& Subcommands() {
       {"sft", "supervised warm start on a JSONL corpus", Sft},
       {"eval", "held-out sampled accuracy and flawed-positive ratio", Eval},
 #endif
-      {"report", "the run directory as one page (report.md)", Report},
+      {"report", "runs as report.md and report.html (several overlaid)",
+       Report},
       {"version", "print the version", Version},
   };
   return *subcommands;

@@ -6,8 +6,9 @@
 #      GoogleTest, Google Benchmark, civetweb, nlohmann-json, libcurl, PCRE2,
 #      prometheus-cpp (the services' metrics), the Prometheus server and
 #      promtool, Redis (benchmark peer), openssl, tcmalloc (the services'
-#      allocator: NOTE [allocator] in CMakeLists.txt), chromium (the
-#      headless browser the HTML report test renders in).
+#      allocator: NOTE [allocator] in CMakeLists.txt), chromium and libpng
+#      (the headless browser the HTML report test renders in, and its
+#      screenshot's decoder).
 #   2. A Python virtual environment with the torch wheel (LibTorch for the
 #      C++ build) and the Hugging Face reference packages, pinned in
 #      scripts/requirements.txt.
@@ -30,7 +31,7 @@ apt_packages=(
   libcivetweb-dev nlohmann-json3-dev libcurl4-openssl-dev libpcre2-dev
   libutf8proc-dev xz-utils
   prometheus redis-server libhiredis-dev openssl curl ca-certificates
-  libgoogle-perftools-dev prometheus-cpp-dev chromium
+  libgoogle-perftools-dev prometheus-cpp-dev chromium libpng-dev
 )
 
 missing=()

@@ -169,6 +169,9 @@ TEST_F(LaunchTest, RunsTheJobAndWritesTheRunDirectory) {
   EXPECT_THAT(report, HasSubstr(absl::StrCat("Step ", kSteps, " of ", kSteps,
                                              " (finished)")));
   EXPECT_THAT(report, HasSubstr("## Trajectories (samples.jsonl)"));
+  // And as a web page beside it, with this run's curves.
+  const std::string page = ReadFileOrEmpty(run_dir_ + "/report.html");
+  EXPECT_THAT(page, HasSubstr("data-chart=\"accuracy\""));
   ExpectEveryProcessGone();
 }
 

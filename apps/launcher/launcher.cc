@@ -605,16 +605,17 @@ int Launcher::Finish(int code) {
     // which is not worth a word.
     report::RunReportOptions options;
     options.run_dir = run_dir_;
+    options.html_path = report::HtmlReportPath(run_dir_);
     absl::StatusOr<std::string> report = report::WriteRunReport(options);
     if (!report.ok() && !absl::IsNotFound(report.status())) {
-      Say(absl::StrCat("could not write report.md: ",
+      Say(absl::StrCat("could not write the report: ",
                        report.status().message()));
     }
   }
   Say(absl::StrCat("\nrun directory: ", run_dir_));
-  for (const char* name :
-       {"report.md", "config.yaml", "metrics.jsonl", "samples.jsonl",
-        "checkpoints", "logs", "launch.json", "prometheus_targets.json"}) {
+  for (const char* name : {"report.md", "report.html", "config.yaml",
+                           "metrics.jsonl", "samples.jsonl", "checkpoints",
+                           "logs", "launch.json", "prometheus_targets.json"}) {
     const std::string path = files::JoinPath(run_dir_, name);
     if (access(path.c_str(), F_OK) == 0) Say(absl::StrCat("  ", path));
   }

@@ -1,12 +1,17 @@
-// apps/report/run_report.h: `fapo report RUN_DIR`, the run directory
+// apps/report/run_report.h: `fapo report RUN_DIR...`, a run directory
 // read back as one page of Markdown (DESIGN.md, "a run directory: config
 // snapshot, checkpoints, metrics.jsonl, and a report").
 //
 //   RunReportOptions options;
 //   options.run_dir = dir;
 //   ASSIGN_OR_RETURN(std::string markdown, MakeRunReport(options));
-//   // or, as `fapo launch` does when a job ends (<dir>/report.md):
+//   // or, as `fapo launch` does when a job ends (<dir>/report.md, and
+//   // with html_path set the same run as an HTML page):
 //   ASSIGN_OR_RETURN(std::string path, WriteRunReport(options));
+//
+// The folder: run_data.h reads a run directory once into a typed record;
+// this file makes report.md of it, report_html.h a self-contained HTML page
+// of one run or of several overlaid (report.html).
 //
 // What it reads, and what it makes of it:
 //   config.yaml     the job in one table (task, reward, lambda, group size,
@@ -43,6 +48,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "apps/report/run_data.h"
 
 namespace fapo::report {
 
@@ -51,14 +57,31 @@ struct RunReportOptions {
   std::string run_dir;
   // Rows of the training-curve table; must be >= 1. Default 10.
   int curve_rows = 10;
+  // Where WriteRunReport also writes this run's HTML page (report_html.h),
+  // e.g. HtmlReportPath(run_dir). Default "": no page.
+  std::string html_path;
 };
 
+// <dir>/report.html: where `fapo launch` and `fapo report` put a run's
+// HTML page (and `fapo report` a page of several runs, with dir ".").
+std::string HtmlReportPath(const std::string& dir);
+
+// The Markdown report of `options.run_dir` (read with ReadRunData).
 absl::StatusOr<std::string> MakeRunReport(const RunReportOptions& options);
 
-// MakeRunReport, written to <run_dir>/report.md (atomically). Returns the
-// path written; with `markdown`, also what was written.
+// The Markdown report of a run already read. A curve_rows below 1 counts
+// as 1.
+std::string FormatRunReport(const RunData& run, int curve_rows);
+
+// MakeRunReport, written to <run_dir>/report.md (atomically), then, when
+// options.html_path is set, the run's HTML page there (atomically; an error
+// writing it is returned after report.md was written). Returns the path of
+// report.md; with `markdown`, also what was written there; with `run`, the
+// run as read (to overlay several runs on one page without reading them
+// again).
 absl::StatusOr<std::string> WriteRunReport(const RunReportOptions& options,
-                                           std::string* markdown = nullptr);
+                                           std::string* markdown = nullptr,
+                                           RunData* run = nullptr);
 
 }  // namespace fapo::report
 

@@ -36,9 +36,9 @@ std::string MetricsLine(int step, double accuracy, double alpha, double gamma,
                         double step_s) {
   return absl::StrCat(
       R"({"step":)", step, R"(,"reward_mean":0.5,"accuracy":)", accuracy,
-      R"(,"alpha":)", alpha, R"(,"beta":)", 1 - alpha - gamma,
-      R"(,"gamma":)", gamma, R"(,"staleness_mean":1.0,"step_s":)", step_s,
-      R"(,"train_s":)", step_s / 2, R"(,"generation_wait_s":0.0)",
+      R"(,"alpha":)", alpha, R"(,"beta":)", 1 - alpha - gamma, R"(,"gamma":)",
+      gamma, R"(,"staleness_mean":1.0,"step_s":)", step_s, R"(,"train_s":)",
+      step_s / 2, R"(,"generation_wait_s":0.0)",
       R"(,"genrm_wait_s":0.0,"weight_sync_s":0.0,"checkpoint_s":0.0})", "\n");
 }
 
@@ -66,7 +66,7 @@ class RunReportTest : public ::testing::Test {
     ASSERT_THAT(files::WriteFileAtomically(path, text), IsOk());
   }
   absl::StatusOr<std::string> Report(int rows = 2) {
-    return MakeRunReport({dir_.path(), rows});
+    return MakeRunReport({dir_.path(), rows, ""});
   }
 
   testing::TempDir dir_{"fapo-report-test-"};
@@ -74,10 +74,10 @@ class RunReportTest : public ::testing::Test {
 
 TEST_F(RunReportTest, CurveSpansAverageTheirSteps) {
   // Steps 1-2 then 3-4; the ratio is mean gamma / (mean alpha + gamma).
-  Write("metrics.jsonl",
-        MetricsLine(1, 0.5, 0.4, 0.1, 2.0) + MetricsLine(2, 0.7, 0.4, 0.3, 1.0) +
-            MetricsLine(3, 0.9, 0.8, 0.1, 1.0) +
-            MetricsLine(4, 0.9, 0.8, 0.0, 1.0));
+  Write("metrics.jsonl", MetricsLine(1, 0.5, 0.4, 0.1, 2.0) +
+                             MetricsLine(2, 0.7, 0.4, 0.3, 1.0) +
+                             MetricsLine(3, 0.9, 0.8, 0.1, 1.0) +
+                             MetricsLine(4, 0.9, 0.8, 0.0, 1.0));
   absl::StatusOr<std::string> report = Report();
   ASSERT_THAT(report, IsOk());
   EXPECT_THAT(*report, HasSubstr("# Run report: tiny"));
@@ -102,12 +102,12 @@ TEST_F(RunReportTest, CurveSpansAverageTheirSteps) {
 
 TEST_F(RunReportTest, SamplesAreCountedByOutcomeAndKind) {
   Write("metrics.jsonl", MetricsLine(1, 0.5, 0.4, 0.1, 1.0));
-  Write("samples.jsonl",
-        Sample(true, false, 1.0, "trained") + Sample(true, false, 0.5, "trained") +
-            Sample(true, true, -2.0, "trained") +
-            Sample(false, false, -1.0, "trained") +
-            Sample(true, false, 0.0, "dropped", "stale") +
-            Sample(false, false, 0.0, "dropped", "stale"));
+  Write("samples.jsonl", Sample(true, false, 1.0, "trained") +
+                             Sample(true, false, 0.5, "trained") +
+                             Sample(true, true, -2.0, "trained") +
+                             Sample(false, false, -1.0, "trained") +
+                             Sample(true, false, 0.0, "dropped", "stale") +
+                             Sample(false, false, 0.0, "dropped", "stale"));
   absl::StatusOr<std::string> report = Report();
   ASSERT_THAT(report, IsOk());
   EXPECT_THAT(*report, HasSubstr("6 written; 4 trained, 2 dropped as stale"));
@@ -116,7 +116,8 @@ TEST_F(RunReportTest, SamplesAreCountedByOutcomeAndKind) {
                                  "| 1.000 | 0.750 |"));
   EXPECT_THAT(*report, HasSubstr("| flawed positive (answer right, a step "
                                  "wrong) | 1 | 25% | 1.000 | -2.000 |"));
-  EXPECT_THAT(*report, HasSubstr("| wrong answer | 1 | 25% | 1.000 | -1.000 |"));
+  EXPECT_THAT(*report,
+              HasSubstr("| wrong answer | 1 | 25% | 1.000 | -1.000 |"));
 }
 
 // What samples.jsonl writes for a trajectory dropped before its verdict
@@ -127,8 +128,10 @@ TEST_F(RunReportTest, NullFieldsOfDroppedSamplesReadAsAbsent) {
         Sample(true, false, 1.0, "trained") +
             R"({"answer_correct":null,"flawed":null,"verdict_status":null,)"
             R"("reward":null,"advantage":null,"outcome":"dropped",)"
-            R"("drop_reason":"interrupted"})" "\n" +
-            R"({"outcome":null,"verdict_status":7})" "\n");
+            R"("drop_reason":"interrupted"})"
+            "\n" +
+            R"({"outcome":null,"verdict_status":7})"
+            "\n");
   absl::StatusOr<std::string> report = Report();
   ASSERT_THAT(report, IsOk());
   EXPECT_THAT(*report, HasSubstr("3 written; 1 trained, 1 dropped as "
@@ -160,8 +163,8 @@ TEST_F(RunReportTest, EvaluationsAreListedByStep) {
 
 TEST_F(RunReportTest, ARunGivenItsStartingPolicyShowsThatPolicysEvaluation) {
   const std::string start = files::JoinPath(dir_.path(), "given-policy");
-  Write("config.yaml", absl::StrCat(kConfig, "policy:\n  model_dir: \"",
-                                    start, "\"\n"));
+  Write("config.yaml",
+        absl::StrCat(kConfig, "policy:\n  model_dir: \"", start, "\"\n"));
   Write("metrics.jsonl", MetricsLine(1, 0.5, 0.4, 0.1, 1.0));
   Write("given-policy/eval.json",
         R"({"samples":64,"accuracy":0.5,"flawed_positive_ratio":0.25})");
@@ -178,14 +181,16 @@ TEST_F(RunReportTest, BadInputNamesTheFileAndLine) {
                              MetricsLine(3, 0.5, 0.4, 0.1, 1.0));
   EXPECT_THAT(Report(), StatusIs(absl::StatusCode::kInvalidArgument,
                                  HasSubstr("metrics.jsonl:2: not a JSON")));
-  Write("metrics.jsonl", R"({"accuracy":0.5})" "\n");
+  Write("metrics.jsonl", R"({"accuracy":0.5})"
+                         "\n");
   EXPECT_THAT(Report(), StatusIs(absl::StatusCode::kInvalidArgument,
                                  HasSubstr("metrics.jsonl:1: no integer")));
   Write("metrics.jsonl", MetricsLine(1, 0.5, 0.4, 0.1, 1.0));
   Write("warm-start/eval.json", "[1, 2]");
-  EXPECT_THAT(Report(), StatusIs(absl::StatusCode::kInvalidArgument,
-                                 HasSubstr("warm-start/eval.json: not a JSON")));
-  EXPECT_THAT(MakeRunReport({dir_.path(), 0}),
+  EXPECT_THAT(Report(),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("warm-start/eval.json: not a JSON")));
+  EXPECT_THAT(MakeRunReport({dir_.path(), 0, ""}),
               StatusIs(absl::StatusCode::kInvalidArgument));
 }
 
@@ -203,7 +208,7 @@ TEST_F(RunReportTest, WriteRunReportWritesReportMd) {
   Write("metrics.jsonl", MetricsLine(1, 0.5, 0.4, 0.1, 1.0));
   std::string markdown;
   absl::StatusOr<std::string> path =
-      WriteRunReport({dir_.path(), 10}, &markdown);
+      WriteRunReport({dir_.path(), 10, ""}, &markdown);
   ASSERT_THAT(path, IsOk());
   EXPECT_EQ(*path, files::JoinPath(dir_.path(), "report.md"));
   absl::StatusOr<std::string> written = files::ReadFile(*path);
