@@ -1,5 +1,5 @@
 # Build helpers: one folder = one library target, one test file = one test
-# executable registered with CTest (see STYLE.md, practice 1).
+# executable registered with CTest (docs/style.md, practice 1).
 #
 #   fapo_cc_library(NAME status HDRS a.h SRCS a.cc DEPS absl::status)
 #     -> target fapo_status, alias fapo::status

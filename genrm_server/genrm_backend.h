@@ -1,4 +1,4 @@
-// genrm_server: the GenRM service's logic, without gRPC (STYLE.md, practice
+// genrm_server: the GenRM service's logic, without gRPC (docs/style.md, practice
 // 5). A request is judged by a backend; the server puts a DynamicBatcher in
 // front of it.
 //

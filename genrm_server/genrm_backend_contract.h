@@ -1,5 +1,5 @@
 // Test only: the GenrmBackend contract (genrm_backend.h) as a parameterized
-// gtest suite, so that every backend runs the same checks (STYLE.md,
+// gtest suite, so that every backend runs the same checks (docs/style.md,
 // practice 8). Include this header in exactly one file of a test
 // executable and instantiate the suite there with that executable's
 // backends:

@@ -1,4 +1,4 @@
-// GenrmService: the thin gRPC adapter for fapo.v1.GenRM (STYLE.md, practice
+// GenrmService: the thin gRPC adapter for fapo.v1.GenRM (docs/style.md, practice
 // 5) over a DynamicBatcher, plus the metrics a GenRM server exports.
 //
 // Score (callback API, never blocks a reactor thread):

@@ -1,4 +1,4 @@
-// RolloutService: the thin gRPC adapter for fapo.v1.Rollout (STYLE.md,
+// RolloutService: the thin gRPC adapter for fapo.v1.Rollout (docs/style.md,
 // practice 5) over a RolloutWorker. Callback API; nothing here blocks a
 // reactor thread (generation and transfers run on the worker's threads).
 //

@@ -1,7 +1,7 @@
 // scheduler/genrm_dispatcher.h: sends every correct trajectory to a GenRM
-// server at once and delivers exactly one verdict for it (DESIGN.md,
-// "scheduler": least-loaded server, bounded in-flight per server, deadline,
-// bounded retries).
+// server at once and delivers exactly one verdict for it: the least-loaded
+// server, bounded in-flight per server, a deadline, bounded retries (step 5
+// of the life of a trajectory in docs/architecture.md).
 //
 //   Submit ──► least-loaded server with room ──Score──► verdict ──► sink
 //      │            ▲  (none: wait FIFO)             │ error

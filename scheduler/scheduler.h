@@ -1,5 +1,6 @@
-// Scheduler: the logic of the single controller of a FAPO job (DESIGN.md,
-// "scheduler"), without gRPC (SchedulerService is its adapter). It owns:
+// Scheduler: the logic of the single controller of a FAPO job
+// (docs/architecture.md), without gRPC (SchedulerService is its adapter).
+// It owns:
 //
 //   - which prompt groups to generate next, under the staleness budget
 //     (NOTE [staleness]), and prompts to generate again after a drop;

@@ -46,7 +46,7 @@ inline algorithm::VerdictStatus ToAlgorithmStatus(v1::VerdictStatus status) {
 }
 
 // A correct answer with a usable flagged step. Unparsable, invalid and
-// timed-out verdicts count as not flawed (DESIGN.md; proto VerdictStatus).
+// timed-out verdicts count as not flawed (proto VerdictStatus).
 inline bool IsFlawed(const v1::Verdict& verdict) {
   return verdict.answer_correct() &&
          verdict.status() == v1::VERDICT_STATUS_OK &&

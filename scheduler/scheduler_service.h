@@ -1,5 +1,5 @@
 // SchedulerService: the thin gRPC adapter of fapo.v1.Scheduler over the
-// Scheduler logic (STYLE.md, practice 5). Each handler unpacks the request,
+// Scheduler logic (docs/style.md, practice 5). Each handler unpacks the request,
 // calls the logic and converts the Status (services/rpc/status_conversion.h);
 // none blocks (the logic's methods only take short locks), so they run on
 // gRPC's callback threads.

@@ -1,4 +1,4 @@
-// scheduler/: the single controller of a FAPO job (DESIGN.md, "scheduler").
+// scheduler/: the single controller of a FAPO job (docs/architecture.md).
 //
 //   clock.h             Clock seam (RealClock); fake_clock.h: FakeClock
 //   trajectory_queue.h  every trajectory the scheduler holds, its state,

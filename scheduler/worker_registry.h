@@ -1,6 +1,6 @@
 // scheduler/worker_registry.h: which workers (rollout, GenRM, trainer) the
-// scheduler knows, and which of them are alive (DESIGN.md, "scheduler":
-// a registry of workers with heartbeats).
+// scheduler knows, and which of them are alive: a registry of workers with
+// heartbeats (docs/architecture.md, "The processes").
 //
 //   Register ──► ALIVE ──(silent > worker_timeout, Sweep)──► DEAD
 //                  ▲  └──(Remove: deregistered)──► forgotten  │

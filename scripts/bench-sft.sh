@@ -11,7 +11,7 @@
 # Arguments are passed to `fapo sft` after the defaults. One thread per
 # process (the tiny policy trains fastest on one); the figures are wall
 # time, so run it on a quiet machine, or read them next to the load shown.
-# ARITH_TESTBED.md's prototype: ~4 min, sampled accuracy ~0.87,
+# docs/arith-testbed.md's prototype: ~4 min, sampled accuracy ~0.87,
 # flawed-positive ratio ~0.25.
 set -euo pipefail
 
@@ -53,5 +53,5 @@ print(f"                     alpha/beta/gamma {s['alpha']:.3f}/{s['beta']:.3f}/"
       f"{s['gamma']:.3f}   ({s['samples']} problems)")
 print(f"held-out, greedy     accuracy {g['accuracy']:.3f}"
       f"   flawed-positive ratio {g['flawed_positive_ratio']:.3f}")
-print("testbed (ARITH_TESTBED.md): ~4 min, T=1 accuracy ~0.87, ratio ~0.25")
+print("testbed (docs/arith-testbed.md): ~4 min, T=1 accuracy ~0.87, ratio ~0.25")
 PY

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # FAPO against plain RLVR on the embedded default: the comparison the arith
-# testbed (../shared/ARITH_TESTBED.md) is built to show. One SFT warm start,
+# testbed (docs/arith-testbed.md) is built to show. One SFT warm start,
 # then the same GRPO job twice from it, with algorithm.reward rlvr (reward
 # for the final answer only) and with fapo (flawed positives penalized), and
 # a held-out evaluation of the three policies, sampled at temperature 1.
@@ -14,7 +14,8 @@
 # machine: about a minute of warm start, 3-4 minutes per arm. The arms go to
 # runs/<job.name>-seed<job.seed>-rlvr and ...-fapo (their own run
 # directories, so running again resumes them, or only evaluates once they
-# are done), the shared warm start to ...-warm-start.
+# are done), the shared warm start to ...-warm-start, and both arms
+# overlaid on one page (fapo report) to ...-compare.html.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -44,7 +45,7 @@ if [[ $# -gt 1 && "$1" == --seeds ]]; then
     exit 2
   fi
 fi
-# One thread per process: the tiny model runs fastest so (ARITH_TESTBED.md).
+# One thread per process: the tiny model runs fastest so (docs/arith-testbed.md).
 export OMP_NUM_THREADS=1
 
 # Reads KEY (an indented "key: value" line) from the effective spec.
@@ -110,6 +111,10 @@ compare() {
     # The arm's report.md again, with the evaluation in it.
     [[ "$label" == warm-start ]] || "$bin/fapo" report "$dir" --quiet >/dev/null
   done
+  # The two arms on the same charts.
+  "$bin/fapo" report "${run_dirs[rlvr]}" "${run_dirs[fapo]}" \
+    --html "$prefix-compare.html" --quiet >/dev/null
+  say "The two arms overlaid: $prefix-compare.html"
   summary+=("$(printf '  %-5s %-19s %-19s %s' "$seed" \
     "${ratios[warm-start]} (${accuracies[warm-start]})" \
     "${ratios[rlvr]} (${accuracies[rlvr]})" \
@@ -130,9 +135,9 @@ cat <<TEXT
 
   alpha: sound (answer right, every step right); beta: wrong answer;
   gamma: flawed positive (answer right, some step wrong). The ratio is
-  gamma / (alpha + gamma). ARITH_TESTBED.md expects RLVR to stall near
-  0.11 and FAPO to keep falling to ~0.01 at equal accuracy. Each run
-  directory's report.md has the training curve and the mean advantage
-  flawed positives trained with (about zero or above under RLVR, strongly
-  negative under FAPO).
+  gamma / (alpha + gamma). docs/arith-testbed.md expects RLVR to keep it
+  high and FAPO to bring it down at equal accuracy. Each run directory's
+  report.md and report.html have the training curve and the mean advantage
+  flawed positives trained with (about that of sound answers under RLVR,
+  strongly negative under FAPO); the compare page overlays the two arms.
 TEXT

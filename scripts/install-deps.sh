@@ -15,9 +15,10 @@
 #
 # NOTE [shared venv]: the torch wheel and its CUDA libraries are ~5 GB. The
 # environment lives once per machine under $FAPO_CACHE_DIR (default
-# ~/.cache/fapo), keyed by the hash of requirements.txt, and the repository's
-# .venv is a symlink to it, so every clone on a machine (CI's included)
-# shares one copy. Set FAPO_VENV to use a directory of your own instead.
+# ~/.cache/fapo), keyed by the hash of requirements.txt's pins, and the
+# repository's .venv is a symlink to it, so every clone on a machine (CI's
+# included) shares one copy. Set FAPO_VENV to use a directory of your own
+# instead.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -60,7 +61,9 @@ fi
 
 python="${PYTHON:-python3}"
 requirements="$root/scripts/requirements.txt"
-req_hash="$(sha256sum "$requirements" | cut -c1-16)"
+# The pins only: a comment edited in requirements.txt keeps the environment.
+req_hash="$(grep -v '^[[:space:]]*#' "$requirements" | grep -v '^[[:space:]]*$' |
+  sha256sum | cut -c1-16)"
 cache_dir="${FAPO_CACHE_DIR:-$HOME/.cache/fapo}"
 venv="${FAPO_VENV:-$cache_dir/venv-$req_hash}"
 

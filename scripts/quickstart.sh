@@ -33,7 +33,7 @@ if [[ $# -gt 0 && "$1" != --* ]]; then
   shift
 fi
 
-# Tiny models run fastest on one thread per process (ARITH_TESTBED.md), and
+# Tiny models run fastest on one thread per process (docs/arith-testbed.md), and
 # the services share two cores.
 export OMP_NUM_THREADS=1
 

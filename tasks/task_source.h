@@ -5,7 +5,7 @@
 //                   fapo.v1.Prompt (text + ground truth; no token ids, the
 //                   rollout worker tokenizes with its own tokenizer)
 //   AnswerVerifier  whether a response's final answer is right (the outcome
-//                   reward); wrong answers skip the GenRM (DESIGN.md)
+//                   reward); wrong answers skip the GenRM (docs/architecture.md)
 //
 // Implementations for the two tasks: arith (tasks/arith: the seeded
 // generator and the exact checker's answer rule) and math (tasks/math: a

@@ -16,7 +16,7 @@
 // chance, as they would in a fresh draw.
 //
 // Flawed positives appear only when sampling (greedy decoding of a
-// warm-started policy never slips; shared/ARITH_TESTBED.md), so the
+// warm-started policy never slips; docs/arith-testbed.md), so the
 // default temperature is 1. Responses are decoded without special tokens
 // (the end-of-sequence token that stopped them is not part of the answer).
 #ifndef FAPO_TRAINER_EVAL_H_

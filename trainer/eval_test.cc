@@ -98,7 +98,7 @@ TEST(GradeTest, SummaryHasSharesAndStandardErrors) {
   EXPECT_DOUBLE_EQ(summary.flawed_positive_ratio.value, 0.25);
   EXPECT_DOUBLE_EQ(summary.flawed_positive_ratio.standard_error,
                    std::sqrt(0.25 * 0.75 / 8));
-  // ARITH_TESTBED.md: ~0.014 at ratio 0.24 over 1024 samples at 0.88.
+  // docs/arith-testbed.md: ~0.014 at ratio 0.24 over 1024 samples at 0.88.
   counts.sound = 685;
   counts.flawed_positive = 216;
   counts.wrong = 123;

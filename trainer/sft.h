@@ -56,7 +56,7 @@ struct SftOptions {
   // weights), kept in memory: out_dir gets a model only at the end.
   std::string init_model_dir;
   // NOTE [sft recipe]: the defaults warm the tiny arith policy up to what
-  // ARITH_TESTBED.md's warm-up reaches (held-out, sampled at T=1: accuracy
+  // docs/arith-testbed.md's warm-up reaches (held-out, sampled at T=1: accuracy
   // ~0.90, flawed-positive ratio ~0.28, the corpus's own 0.90 and 0.28) on
   // a quarter of its examples: 1000 steps of 32 (32k examples, about a
   // minute of one core) instead of 1000 of 128 (about four). On this task

@@ -183,7 +183,7 @@ absl::Status Launcher::Prepare() {
   return absl::OkStatus();
 }
 
-// The embedded default's policy is the SFT warm start (ARITH_TESTBED.md),
+// The embedded default's policy is the SFT warm start (docs/arith-testbed.md),
 // made once per run directory and reused when the job is launched again.
 absl::Status Launcher::WarmStart() {
   if (!spec_.policy.model_dir.empty()) return absl::OkStatus();

@@ -1,6 +1,6 @@
 // apps/report/run_report.h: `fapo report RUN_DIR...`, a run directory
-// read back as one page of Markdown (DESIGN.md, "a run directory: config
-// snapshot, checkpoints, metrics.jsonl, and a report").
+// read back as one page of Markdown (the README's table of the run
+// directory says what each file is).
 //
 //   RunReportOptions options;
 //   options.run_dir = dir;

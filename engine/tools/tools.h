@@ -34,7 +34,7 @@ int RunLogprobsCommand(const std::vector<std::string>& args, std::ostream& out,
 int RunInitModelCommand(const std::vector<std::string>& args, std::ostream& out,
                         std::ostream& err);
 
-// The embedded default's policy shape (ARITH_TESTBED.md: 3 layers, width
+// The embedded default's policy shape (docs/arith-testbed.md: 3 layers, width
 // 64, 4 heads, ~160k parameters), Qwen3-shaped (q/k norms, GQA with 2 KV
 // heads, tied embeddings), over the arith tokenizer's 19 ids.
 ModelConfig TinyArithModelConfig();

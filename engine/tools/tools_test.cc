@@ -56,7 +56,7 @@ TEST_F(ToolsTest, TinyModelHasTheTestbedShape) {
       3 * config.hidden_size * config.intermediate_size;
   const int64_t parameters = config.num_hidden_layers * per_layer +
                              config.vocab_size * config.hidden_size;
-  // ARITH_TESTBED.md: ~156k parameters worked.
+  // docs/arith-testbed.md: ~156k parameters worked.
   EXPECT_GT(parameters, 120000);
   EXPECT_LT(parameters, 200000);
   for (const char* file :

@@ -3,7 +3,7 @@
 // Everything that reads the time or waits with a deadline (the scheduler's
 // queue, the GenRM batcher's latency stamps) goes through a Clock, so tests
 // swap RealClock() for a FakeClock (fake_clock.h) and move time by hand
-// (STYLE.md, practice 8).
+// (docs/style.md, practice 8).
 #ifndef FAPO_SERVICES_CLOCK_CLOCK_H_
 #define FAPO_SERVICES_CLOCK_CLOCK_H_
 

@@ -1,6 +1,6 @@
 // services/config: the job spec. One YAML file describes a run; it is parsed
 // once into the typed, validated option structs below, and each service reads
-// its own section (STYLE.md practice 10).
+// its own section (docs/style.md practice 10).
 //
 //   job_spec.h        this header: the structs, their enums, the API
 //   job_spec.cc       the API: parse, validate, emit, compare
@@ -129,7 +129,7 @@ struct JobOptions {
   double sample_fraction = 1.0;
 };
 
-// The synthetic arithmetic task (shared/ARITH_TESTBED.md).
+// The synthetic arithmetic task (docs/arith-testbed.md).
 struct ArithDataOptions {
   // Operations per problem, drawn uniformly from [min_ops, max_ops].
   int min_ops = 2;  // [1, 64]

@@ -3,7 +3,7 @@
 // Two layers:
 //   * the Prometheus data model (what any Prometheus server accepts), checked
 //     by ValidateMetricName / ValidateLabelName / IsValidUtf8;
-//   * the project's conventions (DESIGN.md, "Interfaces people touch"): every
+//   * the project's conventions (the README's "Metrics"): every
 //     name starts with "fapo_", counters end in "_total", and names that
 //     `promtool check metrics` would flag are refused up front. Those are
 //     applied by the registry (metrics_registry.h) through

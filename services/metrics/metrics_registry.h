@@ -100,7 +100,7 @@ using GaugeFamily = MetricFamily<Gauge>;
 using HistogramFamily = MetricFamily<Histogram>;
 
 struct MetricsRegistryOptions {
-  // Every metric name must start with this. Default "fapo_" (DESIGN.md);
+  // Every metric name must start with this. Default "fapo_" (the project's names);
   // "" accepts any name that Prometheus accepts.
   std::string required_name_prefix = "fapo_";
 };

@@ -1,4 +1,4 @@
-// The one place where absl::Status and grpc::Status convert (STYLE.md,
+// The one place where absl::Status and grpc::Status convert (docs/style.md,
 // practice 4). Handlers never build a grpc::Status by hand.
 //
 // Codes map one to one (gRPC and absl share the canonical codes); the

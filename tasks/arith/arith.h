@@ -1,6 +1,6 @@
 // tasks/arith: the synthetic multi-step arithmetic task (the embedded
 // default's task, and the benchmarks' and tests'); see
-// shared/ARITH_TESTBED.md. Include this header for all of it.
+// docs/arith-testbed.md. Include this header for all of it.
 //
 //   problem.h    ArithOptions (the job spec's data.arith), Problem, prompt
 //                text, exact evaluation, the seeded ProblemGenerator

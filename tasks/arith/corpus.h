@@ -1,5 +1,5 @@
 // The warm-up corpus: supervised traces for the policy's SFT warm start, some
-// of them flawed the way web data is (shared/ARITH_TESTBED.md, "Warm-up
+// of them flawed the way web data is (docs/arith-testbed.md, "Warm-up
 // corpus").
 //
 // Each trace is one of:

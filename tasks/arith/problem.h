@@ -1,5 +1,5 @@
 // Problems of the arith task: options, the problem type, its prompt text, its
-// exact evaluation and a seeded generator (shared/ARITH_TESTBED.md).
+// exact evaluation and a seeded generator (docs/arith-testbed.md).
 //
 // A problem is a first operand and 1+ operations, evaluated strictly left to
 // right: "3+7*4-2" is ((3+7)*4)-2. With value_modulus m > 0 every operation's

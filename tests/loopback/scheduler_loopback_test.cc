@@ -295,7 +295,7 @@ TEST_F(SchedulerLoopbackTest, EveryTrajectoryIsScoredOnceWhenAGenrmServerDies) {
   }
   EXPECT_TRUE(a_dead) << status.DebugString();
 
-  // The scheduler's /metrics tells the same story (DESIGN.md's list).
+  // The scheduler's /metrics tells the same story (the README's list).
   absl::StatusOr<std::string> metrics = testing::FetchBody(metrics_url);
   ASSERT_THAT(metrics, IsOk());
   for (const std::string& line : std::vector<std::string>{
